@@ -1,0 +1,387 @@
+"""A BM25 index over term-major sparse postings, saved as numpy arrays + JSON (no pickle).
+
+Two backends score queries behind one interface:
+
+- ``"fast"`` (default): precomputed BM25 weights per (term, passage), summed by a numba
+  kernel (``pip install 'kard-chain[fast]'``) or by a scipy sparse product without numba;
+- ``"rank_bm25"``: the reference ``rank_bm25.BM25Okapi``, built from the same counts.
+
+With ``method="okapi"`` the fast backend reproduces ``BM25Okapi`` (its idf
+``log((N - df + 0.5) / (df + 0.5))``, floored at ``epsilon * mean idf`` where negative);
+``method="lucene"`` uses Lucene's idf ``log(1 + (N - df + 0.5) / (df + 0.5))`` and the
+``tf / (tf + k1 * norm)`` saturation instead.
+
+Folder format (``save`` writes it, ``load`` reads it; ``index.json`` is written last)::
+
+    index.json            format, params, tokenizer, sizes
+    vocab.json            terms; a term's id is its position
+    idf.npy               float64 [n_terms]
+    indptr.npy            int64   [n_terms + 1]   postings of term t: indptr[t]:indptr[t+1]
+    docs.npy              int32   [nnz]           passage rows, ascending within a term
+    weights.npy           float32 [nnz]           BM25 weight of the term in the passage
+    tf.npy                uint16 or int32 [nnz]   term frequency
+    doc_lengths.npy       int32   [n_docs]
+    passage_ids.json      passage ids by row
+    passages.jsonl, passage_offsets.npy           the passages themselves
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm.auto import tqdm
+
+from kard_chain import bm25_kernels
+from kard_chain.errors import KardDataError
+from kard_chain.io import atomic_directory, atomic_write_text, read_json
+from kard_chain.passage_store import DiskPassageStore, MemoryPassageStore, PassageStore, PassageWriter
+from kard_chain.records import Passage
+from kard_chain.tokenizer import BM25Tokenizer
+
+Backend = Literal["fast", "rank_bm25"]
+FORMAT = "kard-bm25"
+FORMAT_VERSION = 1
+_ARRAYS = ("idf", "indptr", "docs", "weights", "tf", "doc_lengths")
+
+
+class BM25Params(BaseModel):
+    """How passages are indexed and scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: Literal["okapi", "lucene"] = "okapi"
+    """``okapi``: rank_bm25's BM25Okapi; ``lucene``: Lucene's idf and tf saturation."""
+    k1: float = Field(default=1.5, ge=0)
+    """Term-frequency saturation."""
+    b: float = Field(default=0.75, ge=0, le=1)
+    """Length normalisation."""
+    epsilon: float = 0.25
+    """Okapi only: negative idfs are replaced by ``epsilon`` times the mean idf."""
+    include_title: bool = True
+    """Index the passage title together with its text."""
+
+
+class BM25Index:
+    """Postings, weights and passages; build with :meth:`from_passages` or :func:`build_index`."""
+
+    def __init__(
+        self,
+        *,
+        params: BM25Params,
+        tokenizer: BM25Tokenizer,
+        vocab: Sequence[str],
+        arrays: dict[str, np.ndarray],
+        passage_ids: Sequence[str],
+        passages: PassageStore,
+    ) -> None:
+        self.params = params
+        self.tokenizer = tokenizer
+        self.vocab = list(vocab)
+        self.term_ids = {t: i for i, t in enumerate(self.vocab)}
+        self.idf, self.indptr, self.docs, self.weights, self.tf, self.doc_lengths = (arrays[a] for a in _ARRAYS)
+        self.passage_ids = list(passage_ids)
+        self.passages = passages
+        self._rank_bm25: _RankBM25Scorer | None = None
+
+    @property
+    def n_docs(self) -> int:
+        """Number of passages."""
+        return len(self.doc_lengths)
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Passage id -> row."""
+        return {pid: row for row, pid in enumerate(self.passage_ids)}
+
+    # ---- building -------------------------------------------------------------------
+
+    @classmethod
+    def from_passages(
+        cls,
+        passages: Iterable[Passage],
+        *,
+        tokenizer: BM25Tokenizer | None = None,
+        params: BM25Params | None = None,
+        show_progress: bool = False,
+    ) -> BM25Index:
+        """Index passages in memory (see :func:`build_index` for a corpus that does not fit)."""
+        tokenizer, params = tokenizer or BM25Tokenizer(), params or BM25Params()
+        kept: list[Passage] = []
+        vocab, arrays, ids = _build_arrays(passages, tokenizer, params, kept.append, show_progress)
+        return cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=MemoryPassageStore(kept))
+
+    # ---- persistence ----------------------------------------------------------------
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Write the index folder atomically: an interrupted save leaves no index behind."""
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            self.passages.save(tmp)  # type: ignore[attr-defined]
+            _write_index_files(tmp, self.params, self.tokenizer, self.vocab, self._arrays(), self.passage_ids)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return dict(zip(_ARRAYS, (self.idf, self.indptr, self.docs, self.weights, self.tf, self.doc_lengths)))
+
+    @classmethod
+    def load(cls, path: str | Path, *, mmap: bool = True) -> BM25Index:
+        """Load an index folder; with ``mmap`` the arrays stay on disk and page in on use."""
+        path = Path(path)
+        meta_file = path / "index.json"
+        if not meta_file.is_file():
+            raise KardDataError("not a kard BM25 index (index.json missing: incomplete or wrong folder)", path=path)
+        meta = read_json(meta_file)
+        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+            raise KardDataError(f"unsupported index format {meta.get('format')!r} v{meta.get('version')}", path=meta_file)
+        try:
+            params, tokenizer = BM25Params(**meta["params"]), BM25Tokenizer(**meta["tokenizer"])
+        except (KeyError, ValidationError, TypeError) as e:
+            raise KardDataError(f"bad params or tokenizer ({e})", path=meta_file) from None
+        arrays = {}
+        for name in _ARRAYS:
+            file = path / f"{name}.npy"
+            if not file.is_file():
+                raise KardDataError("file missing", path=file)
+            arrays[name] = np.asarray(np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False))
+        n_terms, n_docs, nnz = meta["n_terms"], meta["n_docs"], meta["nnz"]
+        expected = {"idf": n_terms, "indptr": n_terms + 1, "docs": nnz, "weights": nnz, "tf": nnz, "doc_lengths": n_docs}
+        for name, size in expected.items():
+            if len(arrays[name]) != size:
+                raise KardDataError(f"has {len(arrays[name])} entries, index.json says {size}", path=path / f"{name}.npy")
+        vocab, ids = read_json(path / "vocab.json"), read_json(path / "passage_ids.json")
+        if len(vocab) != n_terms or len(ids) != n_docs:
+            raise KardDataError("vocab.json or passage_ids.json does not match index.json", path=path)
+        return cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=DiskPassageStore(path))
+
+    # ---- scoring --------------------------------------------------------------------
+
+    def encode_queries(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Queries as a CSR triple (indptr, term ids, counts); unknown terms are dropped."""
+        indptr, terms, counts = [0], [], []
+        for q in queries:
+            tally = Counter(t for t in map(self.term_ids.get, self.tokenizer(q)) if t is not None)
+            terms.extend(tally)
+            counts.extend(tally.values())
+            indptr.append(len(terms))
+        return np.asarray(indptr, np.int64), np.asarray(terms, np.int64), np.asarray(counts, np.float64)
+
+    @cached_property
+    def _numba_top_k(self) -> bm25_kernels.NumbaTopK:
+        return bm25_kernels.NumbaTopK(self.n_docs)
+
+    def top_k(self, queries: Sequence[str], k: int, backend: Backend = "fast") -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the ``k`` best passages per query, shape ``(len(queries), k)``.
+
+        Only passages sharing a term with the query are returned; missing places hold
+        row ``-1`` and score ``nan``. Ties are broken by row.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        q = self.encode_queries(queries)
+        if backend == "rank_bm25":
+            return self.rank_bm25.top_k(self, q, k)
+        if backend != "fast":
+            raise ValueError(f"unknown backend {backend!r}; use 'fast' or 'rank_bm25'")
+        kernel = self._numba_top_k if bm25_kernels.HAVE_NUMBA else bm25_kernels.top_k_numpy
+        args = (*q, self.indptr, self.docs, self.weights)
+        return kernel(*args, k) if bm25_kernels.HAVE_NUMBA else kernel(*args, self.n_docs, k)
+
+    def score(self, query: str, ids: Sequence[str], backend: Backend = "fast") -> list[float]:
+        """BM25 score of the passages ``ids`` (any, matched or not) for ``query``."""
+        try:
+            rows = np.asarray([self.row_of[i] for i in ids], dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"passage id {e.args[0]!r} is not in the index") from None
+        if backend == "rank_bm25":
+            return self.rank_bm25.score(self.tokenizer(query), rows)
+        out = np.zeros(len(rows))
+        _, terms, counts = self.encode_queries([query])
+        for t, c in zip(terms, counts):
+            postings = self.docs[self.indptr[t] : self.indptr[t + 1]]
+            pos = np.minimum(np.searchsorted(postings, rows), len(postings) - 1)
+            hit = postings[pos] == rows
+            out[hit] += c * self.weights[self.indptr[t] + pos[hit]].astype(np.float64)
+        return out.tolist()
+
+    @property
+    def rank_bm25(self) -> _RankBM25Scorer:
+        """The reference ``rank_bm25`` scorer, built on first use."""
+        if self._rank_bm25 is None:
+            self._rank_bm25 = _RankBM25Scorer(self)
+        return self._rank_bm25
+
+
+class _RankBM25Scorer:
+    """``rank_bm25.BM25Okapi`` over the index's term counts."""
+
+    def __init__(self, index: BM25Index) -> None:
+        if index.params.method != "okapi":
+            raise ValueError("the rank_bm25 backend supports method='okapi' only")
+        try:
+            from rank_bm25 import BM25Okapi
+        except ImportError:
+            from kard_chain.errors import MissingExtraError
+
+            raise MissingExtraError("rank_bm25", "rank-bm25") from None
+        by_doc = sp.csc_matrix((index.tf, index.docs, index.indptr), shape=(index.n_docs, len(index.vocab))).tocsr()
+        vocab = index.vocab
+        corpus = [
+            [vocab[t] for t, c in zip(by_doc.indices[lo:hi], by_doc.data[lo:hi]) for _ in range(c)]
+            for lo, hi in itertools.pairwise(by_doc.indptr)
+        ]
+        p = index.params
+        self.bm25 = BM25Okapi(corpus, k1=p.k1, b=p.b, epsilon=p.epsilon)
+
+    def top_k(self, index: BM25Index, q: tuple[np.ndarray, np.ndarray, np.ndarray], k: int):
+        q_indptr, q_terms, q_counts = q
+        rows, scores = bm25_kernels._empty_result(len(q_indptr) - 1, k)
+        for i, (lo, hi) in enumerate(itertools.pairwise(q_indptr)):
+            tokens = [index.vocab[t] for t, c in zip(q_terms[lo:hi], q_counts[lo:hi]) for _ in range(int(c))]
+            matched = np.unique(np.concatenate([index.docs[index.indptr[t] : index.indptr[t + 1]] for t in q_terms[lo:hi]] or [[]]))
+            matched = matched.astype(np.int64)
+            cand, vals = bm25_kernels._top_k_of(matched, self.bm25.get_scores(tokens)[matched], k)
+            rows[i, : len(cand)], scores[i, : len(cand)] = cand, vals
+        return rows, scores
+
+    def score(self, tokens: list[str], rows: np.ndarray) -> list[float]:
+        return list(self.bm25.get_batch_scores(tokens, rows.tolist())) if len(rows) else []
+
+
+def build_index(
+    passages: Iterable[Passage],
+    path: str | Path,
+    *,
+    tokenizer: BM25Tokenizer | None = None,
+    params: BM25Params | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> BM25Index:
+    """Stream passages into an index folder at ``path`` and return it loaded (memory-mapped).
+
+    Passages go to disk as they arrive; only numeric arrays are kept in memory. The folder
+    appears only once complete: an interrupted build leaves nothing that loads.
+    """
+    tokenizer, params = tokenizer or BM25Tokenizer(), params or BM25Params()
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        writer = PassageWriter(tmp)
+        vocab, arrays, ids = _build_arrays(passages, tokenizer, params, writer.append, show_progress)
+        writer.close()
+        _write_index_files(tmp, params, tokenizer, vocab, arrays, ids)
+    return BM25Index.load(path)
+
+
+def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenizer, vocab, arrays, ids) -> None:
+    for name in _ARRAYS:
+        np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    (folder / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
+    (folder / "passage_ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "params": params.model_dump(),
+        "tokenizer": tokenizer.model_dump(),
+        "n_docs": len(arrays["doc_lengths"]),
+        "n_terms": len(arrays["idf"]),
+        "nnz": len(arrays["docs"]),
+    }
+    atomic_write_text(folder / "index.json", json.dumps(meta, indent=2))
+
+
+def _build_arrays(
+    passages: Iterable[Passage],
+    tokenizer: BM25Tokenizer,
+    params: BM25Params,
+    keep: Callable[[Passage], None],
+    show_progress: bool,
+    chunk_docs: int = 20_000,
+) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+    """Tokenise and count in chunks of passages, then compute idf and weights."""
+    vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+    ids: list[str] = []
+    first_seen: dict[str, int] = {}
+    lengths: list[int] = []
+    chunk_tokens: list[int] = []
+    chunk_start = 0
+    doc_parts, term_parts, tf_parts = [], [], []
+
+    def flush() -> None:
+        nonlocal chunk_start, chunk_tokens
+        lens = np.asarray(lengths[chunk_start:], dtype=np.int64)
+        rows = np.repeat(np.arange(chunk_start, len(lengths), dtype=np.int64), lens)
+        keys, counts = np.unique((rows << 32) | np.asarray(chunk_tokens, dtype=np.int64), return_counts=True)
+        doc_parts.append((keys >> 32).astype(np.int32))
+        term_parts.append((keys & 0xFFFFFFFF).astype(np.int32))
+        tf_parts.append(counts.astype(np.int32))
+        chunk_start, chunk_tokens = len(lengths), []
+
+    for passage in tqdm(passages, desc="indexing", unit=" passages", disable=not show_progress):
+        if passage.id in first_seen:
+            raise KardDataError(f"duplicate passage id {passage.id!r} (passages #{first_seen[passage.id]} and #{len(ids)})")
+        first_seen[passage.id] = len(ids)
+        ids.append(passage.id)
+        keep(passage)
+        text = f"{passage.title} {passage.text}" if params.include_title and passage.title else passage.text
+        tokens = list(map(vocab.__getitem__, tokenizer(text)))
+        lengths.append(len(tokens))
+        chunk_tokens.extend(tokens)
+        if len(lengths) - chunk_start >= chunk_docs:
+            flush()
+    flush()
+    del first_seen
+    if not ids:
+        raise KardDataError("the corpus holds no passages")
+    n_docs, n_terms = len(ids), len(vocab)
+    doc_lengths = np.asarray(lengths, dtype=np.int32)
+    if doc_lengths.sum() == 0:
+        raise KardDataError("no passage has any indexable token")
+
+    doc, term, tf = (np.concatenate(parts) for parts in (doc_parts, term_parts, tf_parts))
+    doc_indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(np.bincount(doc, minlength=n_docs), out=doc_indptr[1:])
+    del doc
+    by_term = sp.csr_matrix((tf, term, doc_indptr), shape=(n_docs, n_terms)).tocsc()
+    del term, tf
+    indptr = by_term.indptr.astype(np.int64)
+    docs = by_term.indices.astype(np.int32)
+    tf = by_term.data
+    del by_term
+    tf = tf.astype(np.uint16) if tf.max(initial=0) < 2**16 else tf.astype(np.int32)
+
+    idf = _idf(np.diff(indptr), n_docs, params)
+    weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
+    terms = sorted(vocab, key=vocab.__getitem__)
+    arrays = {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
+    return terms, arrays, ids
+
+
+def _idf(df: np.ndarray, n_docs: int, params: BM25Params) -> np.ndarray:
+    df = df.astype(np.float64)
+    if params.method == "lucene":
+        return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+    floor = params.epsilon * idf.mean() if len(idf) else 0.0
+    return np.where(idf < 0, floor, idf)
+
+
+def _weights(idf, indptr, docs, tf, doc_lengths, params: BM25Params, chunk: int = 1 << 24) -> np.ndarray:
+    """BM25 weight of each posting, computed in float64 and stored as float32, in chunks."""
+    k1, b = params.k1, params.b
+    norm = k1 * (1 - b + b * doc_lengths / doc_lengths.mean())
+    term_of = np.repeat(np.arange(len(idf), dtype=np.int32), np.diff(indptr))
+    out = np.empty(len(docs), dtype=np.float32)
+    gain = 1.0 if params.method == "lucene" else k1 + 1
+    for lo in range(0, len(docs), chunk):
+        s = slice(lo, lo + chunk)
+        f = tf[s].astype(np.float64)
+        out[s] = idf[term_of[s]] * (f * gain / (f + norm[docs[s]]))
+    return out
+
+
+__all__ = ["Backend", "BM25Index", "BM25Params", "build_index"]

@@ -1,0 +1,137 @@
+"""The ``kard`` command line: ``kard quickstart``, ``kard index``, ``kard search``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from kard_chain.errors import KardDataError
+
+CHROMA_CONFIG = "kard_chroma.json"
+
+
+def _sample_file(name: str) -> Path:
+    return Path(str(resources.files("kard_chain") / "sample" / name))
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from kard_chain.knowledge import load_passages
+
+    passages = load_passages(args.corpus, args.format, words=args.words, overlap=args.overlap)
+    start = time.perf_counter()
+    if args.backend == "chroma":
+        from kard_chain.embeddings import HashingEmbeddings
+        from kard_chain.io import atomic_write_text
+        from kard_chain.retrievers.chroma import ChromaRetriever
+
+        store = ChromaRetriever.open(args.out, embeddings=HashingEmbeddings(size=args.dim))
+        added = store.add_passages(passages, show_progress=True)
+        atomic_write_text(Path(args.out) / CHROMA_CONFIG, json.dumps({"embeddings": "hashing", "size": args.dim}))
+        print(f"added {added} passages to the Chroma store at {args.out} ({store.collection.count()} in all)")
+    else:
+        from kard_chain.bm25_index import BM25Params, build_index
+
+        params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)
+        index = build_index(passages, args.out, params=params, overwrite=args.overwrite)
+        print(f"indexed {index.n_docs} passages ({len(index.vocab)} terms) into {args.out}")
+    print(f"took {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _open_retriever(path: str, backend: str, k: int):
+    if (Path(path) / CHROMA_CONFIG).is_file():
+        from kard_chain.embeddings import HashingEmbeddings
+        from kard_chain.retrievers.chroma import ChromaRetriever
+
+        config = json.loads((Path(path) / CHROMA_CONFIG).read_text())
+        return ChromaRetriever.open(path, embeddings=HashingEmbeddings(size=config["size"]), k=k)
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    return BM25Retriever.load(path, k=k, backend=backend)
+
+
+def _print_results(query: str, docs) -> None:
+    print(f"\n? {query}")
+    for rank, d in enumerate(docs, 1):
+        text = d.page_content if len(d.page_content) <= 160 else d.page_content[:157] + "..."
+        print(f"  {rank:>2}. [{d.metadata['id']}] {d.metadata['score']:.3f}  {text}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    retriever = _open_retriever(args.index, args.backend, args.k)
+    for query in args.query:
+        _print_results(query, retriever.invoke(query))
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from kard_chain.datasets import load_dataset
+    from kard_chain.knowledge import load_passages
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="kard-quickstart-")) / "index"
+    print(f"Indexing the bundled sample knowledge base into {out}")
+    retriever = BM25Retriever.build(load_passages(_sample_file("passages.jsonl")), out, k=args.k, overwrite=True)
+    retriever = BM25Retriever.load(out, k=args.k)
+    questions = load_dataset("jsonl", _sample_file("questions.jsonl"))
+    hits = 0
+    for ex, docs in zip(questions, retriever.batch([q.question for q in questions])):
+        _print_results(ex.question, docs)
+        found = {d.metadata["id"] for d in docs} & set(ex.evidence_ids or [])
+        hits += bool(found)
+        print(f"     gold evidence {ex.evidence_ids}: {'found' if found else 'missed'}")
+    print(f"\nBM25 found gold evidence in the top {args.k} for {hits}/{len(questions)} sample questions.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("quickstart", help="index the bundled sample and answer its questions with BM25 (offline)")
+    p.add_argument("--out", help="index folder (default: a temporary folder)")
+    p.add_argument("-k", type=int, default=3, help="passages per question (default 3)")
+    p.set_defaults(fn=cmd_quickstart)
+
+    p = sub.add_parser("index", help="index a corpus (JSONL, StrategyQA paragraphs JSON, or .txt files)")
+    p.add_argument("--corpus", required=True, help="corpus file or folder of .txt files")
+    p.add_argument("--out", required=True, help="index folder to create")
+    p.add_argument("--backend", choices=["bm25", "chroma"], default="bm25", help="BM25 index folder or Chroma store")
+    p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format (default: from the name)")
+    p.add_argument("--method", choices=["okapi", "lucene"], default="okapi", help="BM25 variant (default okapi)")
+    p.add_argument("--k1", type=float, default=1.5)
+    p.add_argument("--b", type=float, default=0.75)
+    p.add_argument("--epsilon", type=float, default=0.25, help="okapi idf floor, times the mean idf")
+    p.add_argument("--no-title", action="store_true", help="index passage text only")
+    p.add_argument("--words", type=int, default=100, help="text corpora: words per passage")
+    p.add_argument("--overlap", type=int, default=20, help="text corpora: words shared by neighbouring passages")
+    p.add_argument("--dim", type=int, default=256, help="chroma: size of the hashing embedding")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.set_defaults(fn=cmd_index)
+
+    p = sub.add_parser("search", help="print the ranked passages for one or more questions")
+    p.add_argument("--index", required=True, help="index folder made by 'kard index'")
+    p.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
+    p.add_argument("--backend", choices=["fast", "rank_bm25"], default="fast", help="BM25 scorer")
+    p.add_argument("query", nargs="+")
+    p.set_defaults(fn=cmd_search)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kard`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (KardDataError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Reading JSON Lines with line numbers, and writing files and folders atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kard_chain.errors import KardDataError
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
+
+    Raises ``KardDataError`` naming the file and line for a missing file, bad JSON or
+    a line that is not a JSON object.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KardDataError("file not found", path=path)
+    with path.open("r", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise KardDataError(f"invalid JSON ({e.msg} at column {e.colno})", path=path, line=number) from None
+            if not isinstance(record, dict):
+                raise KardDataError(f"expected a JSON object, got {type(record).__name__}", path=path, line=number)
+            yield number, record
+
+
+def read_json(path: str | Path) -> Any:
+    """Load a JSON file, raising ``KardDataError`` that names the file on failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise KardDataError("file not found", path=path)
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise KardDataError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from None
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and move it into place only on success.
+
+    An interrupted build leaves ``path`` as it was (absent, or the previous version);
+    the temporary sibling (``.name.tmp-*``) is removed on errors.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        if not path.is_dir() or any(path.iterdir()):
+            raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,93 @@
+"""Passage storage for an index: a list in memory, or JSONL on disk read by offset."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Protocol
+
+import numpy as np
+
+from kard_chain.records import Passage
+
+PASSAGES_FILE = "passages.jsonl"
+OFFSETS_FILE = "passage_offsets.npy"
+
+
+class PassageStore(Protocol):
+    """Random access to passages by row."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, row: int) -> Passage: ...
+
+
+class PassageWriter:
+    """Appends passages to ``passages.jsonl`` in a folder, recording each line's byte offset."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._file: IO[bytes] = (self.folder / PASSAGES_FILE).open("wb")
+        self._offsets: list[int] = [0]
+
+    def append(self, passage: Passage) -> None:
+        """Write one passage."""
+        line = passage.model_dump_json().encode("utf-8") + b"\n"
+        self._file.write(line)
+        self._offsets.append(self._offsets[-1] + len(line))
+
+    def close(self) -> None:
+        """Flush the file and write the offsets array."""
+        self._file.close()
+        np.save(self.folder / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64))
+
+
+class MemoryPassageStore:
+    """Passages held in a list."""
+
+    def __init__(self, passages: Sequence[Passage]) -> None:
+        self.passages = list(passages)
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+    def get(self, row: int) -> Passage:
+        return self.passages[row]
+
+    def save(self, folder: str | Path) -> None:
+        """Write the passages in the on-disk format."""
+        writer = PassageWriter(folder)
+        for p in self.passages:
+            writer.append(p)
+        writer.close()
+
+
+class DiskPassageStore:
+    """Passages read on demand from ``passages.jsonl``; safe to share between threads."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.offsets = np.load(self.folder / OFFSETS_FILE, mmap_mode="r")
+        self._fd = os.open(self.folder / PASSAGES_FILE, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, row: int) -> Passage:
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return Passage(**json.loads(os.pread(self._fd, end - start, start)))
+
+    def save(self, folder: str | Path) -> None:
+        """Copy the passage files into ``folder``."""
+        for name in (PASSAGES_FILE, OFFSETS_FILE):
+            with (self.folder / name).open("rb") as src, (Path(folder) / name).open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self._fd)
+        except (AttributeError, OSError):
+            pass

@@ -1,0 +1,1 @@
+"""LangChain retrievers: BM25 and a dense Chroma retriever."""
