@@ -203,7 +203,7 @@ def load_jsonl_dataset(path: str | Path, split: str = "train", fields: Mapping[s
     """Any JSONL file, with ``fields`` mapping Example fields to (dotted) record keys.
 
     ``fields={"question": "q.text", "answer": "label"}``; unmapped fields use their own
-    name and are optional except ``question``. ``options`` may be an object keyed by
+    name; all but ``question`` may be absent from a record. ``options`` may be an object keyed by
     letter or a list of strings (lettered A, B, ...); a boolean answer becomes yes/no.
     Missing ``id``s become ``{split}-{line}``.
     """
@@ -220,7 +220,7 @@ def load_jsonl_dataset(path: str | Path, split: str = "train", fields: Mapping[s
             try:
                 values[target] = _get(rec, source, path=file, line=line)
             except KardDataError:
-                if target == "question" or (fields and target in fields):
+                if target == "question":
                     raise
         options = values.get("options")
         if isinstance(options, list):

@@ -1,0 +1,169 @@
+"""The fast BM25 backend against rank_bm25's BM25Okapi (the reference) and a brute-force Lucene."""
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from kard_chain import BM25Index, BM25Params, BM25Tokenizer, KardDataError, Passage, build_index
+from kard_chain import bm25_kernels
+
+TOKENIZER = BM25Tokenizer(pattern=r"\S+", stopwords=None)
+
+
+def make_corpus(seed=0, n_docs=300, vocab=400):
+    """Zipf-distributed words, so the commonest terms sit in more than half the passages."""
+    rng = np.random.default_rng(seed)
+    probs = 1.0 / np.arange(1, vocab + 1) ** 1.1
+    probs /= probs.sum()
+    docs = [" ".join(f"w{t}" for t in rng.choice(vocab, size=rng.integers(5, 40), p=probs)) for _ in range(n_docs)]
+    queries = [" ".join(f"w{t}" for t in rng.choice(vocab, size=rng.integers(1, 12), p=probs)) for _ in range(40)]
+    queries += ["w0 w0 w1", "w399 unknownword", "nothing matches"]
+    return docs, queries
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernel(request, monkeypatch):
+    if request.param == "numba" and not bm25_kernels.HAVE_NUMBA:
+        pytest.skip("numba not installed")
+    monkeypatch.setattr(bm25_kernels, "HAVE_NUMBA", request.param == "numba")
+    return request.param
+
+
+def index_of(docs, **params):
+    passages = [Passage(id=f"d{i}", text=t) for i, t in enumerate(docs)]
+    return BM25Index.from_passages(passages, tokenizer=TOKENIZER, params=BM25Params(**params))
+
+
+def check_top_k(rows, scores, ref_scores, matched, k):
+    """Our top-k equals the reference's best k among matched passages (ties may swap rows)."""
+    n = min(k, len(matched))
+    assert (rows[n:] == -1).all()
+    expected = np.sort(ref_scores[matched])[::-1][:n]
+    np.testing.assert_allclose(scores[:n], expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ref_scores[rows[:n]], scores[:n], atol=1e-5, rtol=0)
+    if n:
+        assert set(matched[ref_scores[matched] > expected[-1] + 1e-5]) <= set(rows[:n].tolist())
+
+
+@pytest.mark.parametrize("params", [{}, {"k1": 0.9, "b": 0.4, "epsilon": 0.5}])
+def test_fast_backend_reproduces_rank_bm25(kernel, params):
+    docs, queries = make_corpus()
+    index = index_of(docs, **params)
+    ref = BM25Okapi([TOKENIZER(d) for d in docs], **params)
+    assert min(ref.idf.values()) > 0 and any(ref.idf[w] == ref.average_idf * ref.epsilon for w in ("w0", "w1")), (
+        "the corpus must exercise the negative-idf floor"
+    )
+    k = 10
+    rows, scores = index.top_k(queries, k)
+    for q, r, s in zip(queries, rows, scores):
+        ref_scores = ref.get_scores(TOKENIZER(q))
+        matched = np.flatnonzero([any(t in doc for t in TOKENIZER(q)) for doc in ref.doc_freqs])
+        check_top_k(r, s, ref_scores, matched, k)
+    # score() of arbitrary passages, matched or not
+    ids = [f"d{i}" for i in range(0, len(docs), 7)]
+    for q in queries:
+        expected = ref.get_batch_scores(TOKENIZER(q), [int(i[1:]) for i in ids])
+        np.testing.assert_allclose(index.score(q, ids), expected, atol=1e-5, rtol=0)
+
+
+def test_rank_bm25_backend_agrees_with_fast(kernel):
+    docs, queries = make_corpus(seed=1)
+    index = index_of(docs)
+    rows_fast, scores_fast = index.top_k(queries, 8)
+    rows_ref, scores_ref = index.top_k(queries, 8, backend="rank_bm25")
+    np.testing.assert_allclose(scores_fast, scores_ref, atol=1e-5, rtol=0)
+    assert (rows_fast == rows_ref).mean() > 0.95  # only exact ties may order differently
+    assert index.score("w0 w5", ["d3", "d4"], backend="rank_bm25") == pytest.approx(index.score("w0 w5", ["d3", "d4"]), abs=1e-5)
+
+
+def test_lucene_variant_matches_brute_force(kernel):
+    docs, queries = make_corpus(seed=2)
+    k1, b = 1.2, 0.75
+    index = index_of(docs, method="lucene", k1=k1, b=b)
+    toks = [TOKENIZER(d) for d in docs]
+    n, avgdl = len(toks), np.mean([len(t) for t in toks])
+
+    def brute(q):
+        out = np.zeros(n)
+        for term in TOKENIZER(q):
+            df = sum(term in t for t in toks)
+            if not df:
+                continue
+            idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+            for i, t in enumerate(toks):
+                tf = t.count(term)
+                out[i] += idf * tf / (tf + k1 * (1 - b + b * len(t) / avgdl))
+        return out
+
+    rows, scores = index.top_k(queries[:15], 10)
+    for q, r, s in zip(queries[:15], rows, scores):
+        ref = brute(q)
+        check_top_k(r, s, ref, np.flatnonzero([any(w in t for w in TOKENIZER(q)) for t in toks]), 10)
+    with pytest.raises(ValueError, match="supports method='okapi' only"):
+        index.top_k(["w1"], 3, backend="rank_bm25")
+
+
+def test_save_load_round_trip(tmp_path, kernel):
+    docs, queries = make_corpus(seed=3)
+    index = index_of(docs, method="lucene")
+    index.save(tmp_path / "idx")
+    for mmap in (True, False):
+        again = BM25Index.load(tmp_path / "idx", mmap=mmap)
+        assert again.params == index.params and again.tokenizer == index.tokenizer
+        for a, b in zip(index.top_k(queries, 5), again.top_k(queries, 5)):
+            np.testing.assert_array_equal(a, b)
+        assert again.passages.get(17) == index.passages.get(17)
+    with pytest.raises(FileExistsError):
+        index.save(tmp_path / "idx")
+    index.save(tmp_path / "idx", overwrite=True)
+
+
+def test_streamed_build_and_interrupted_build(tmp_path):
+    docs, queries = make_corpus(seed=4)
+
+    def stream(fail_at=None):
+        for i, text in enumerate(docs):
+            if i == fail_at:
+                raise KeyboardInterrupt
+            yield Passage(id=f"d{i}", title=f"T{i}", text=text)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(stream(fail_at=150), tmp_path / "idx", tokenizer=TOKENIZER, show_progress=False)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written, no temporary left
+    index = build_index(stream(), tmp_path / "idx", tokenizer=TOKENIZER, show_progress=False)
+    memory = BM25Index.from_passages(stream(), tokenizer=TOKENIZER)
+    assert type(index.passages).__name__ == "DiskPassageStore"
+    for a, b in zip(index.top_k(queries, 5), memory.top_k(queries, 5)):
+        np.testing.assert_array_equal(a, b)
+    assert index.passages.get(5).title == "T5"
+
+
+def test_damaged_index_is_refused(tmp_path):
+    docs, _ = make_corpus(seed=5)
+    index_of(docs).save(tmp_path / "idx")
+    np.save(tmp_path / "idx" / "weights.npy", np.zeros(3, dtype=np.float32))
+    with pytest.raises(KardDataError, match=r"weights.npy: has 3 entries"):
+        BM25Index.load(tmp_path / "idx")
+    (tmp_path / "idx" / "index.json").unlink()
+    with pytest.raises(KardDataError, match="index.json missing"):
+        BM25Index.load(tmp_path / "idx")
+
+
+def test_bad_corpora():
+    with pytest.raises(KardDataError, match="holds no passages"):
+        BM25Index.from_passages([])
+    with pytest.raises(KardDataError, match=r"duplicate passage id 'a' \(passages #0 and #2\)"):
+        BM25Index.from_passages([Passage(id="a", text="x"), Passage(id="b", text="y"), Passage(id="a", text="z")])
+    with pytest.raises(KardDataError, match="no passage has any indexable token"):
+        BM25Index.from_passages([Passage(id="a", text="the of and")])
+    index = index_of(["a b", "b c"])
+    with pytest.raises(KeyError, match="'zz' is not in the index"):
+        index.score("a", ["zz"])
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.top_k(["a"], 0)
+
+
+def test_title_is_indexed_unless_disabled():
+    passages = [Passage(id="g", title="Goat", text="It produces milk."), Passage(id="c", title="Cat", text="It purrs.")]
+    assert BM25Index.from_passages(passages).top_k(["goat"], 1)[0][0, 0] == 0
+    assert BM25Index.from_passages(passages, params=BM25Params(include_title=False)).top_k(["goat"], 1)[0][0, 0] == -1

@@ -1,0 +1,89 @@
+import asyncio
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+
+from kard_chain import BM25Index, BM25Retriever, Passage
+
+TEXTS = [
+    "Goats produce about two percent of the world's milk supply.",
+    "Cheese is made from the milk of cows, goats and sheep.",
+    "Penguins are flightless birds of the Southern Hemisphere.",
+    "The emperor penguin is the tallest penguin species.",
+    "Copper is used for electrical wiring because it conducts well.",
+    "Bronze is an alloy of copper and tin.",
+]
+
+
+class TestBM25RetrieverStandard(RetrieversIntegrationTests):
+    @property
+    def retriever_constructor(self) -> type[BaseRetriever]:
+        return BM25Retriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        passages = [Passage(id=f"p{i}", text=t) for i, t in enumerate(TEXTS)]
+        return {"index": BM25Index.from_passages(passages), "k": 4}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "milk of goats, penguins and copper"
+
+
+@pytest.fixture
+def retriever():
+    return BM25Retriever.from_texts(TEXTS, metadatas=[{"title": "T", "n": i} for i in range(6)], ids=[f"p{i}" for i in range(6)], k=2)
+
+
+def test_documents_carry_id_title_score(retriever):
+    docs = retriever.invoke("penguin penguins species")
+    assert [d.metadata["id"] for d in docs] == ["p3", "p2"]
+    assert docs[0].id == "p3" and docs[0].metadata["title"] == "T" and docs[0].metadata["n"] == 3
+    assert docs[0].metadata["score"] > docs[1].metadata["score"] > 0
+    assert len(retriever.invoke("penguin copper milk", k=5)) == 5
+
+
+def test_score_matches_retrieved_scores(retriever):
+    docs = retriever.invoke("copper alloy tin", k=3)
+    assert len(docs) == 2  # only passages sharing a term are returned
+    scores = retriever.score("copper alloy tin", [d.metadata["id"] for d in docs] + ["p0"])
+    assert scores[:2] == pytest.approx([d.metadata["score"] for d in docs], abs=1e-9)
+    assert scores[2] == 0.0
+
+
+class Counter(BaseCallbackHandler):
+    def __init__(self):
+        self.starts, self.ends = 0, 0
+
+    def on_retriever_start(self, *args, **kwargs):
+        self.starts += 1
+
+    def on_retriever_end(self, *args, **kwargs):
+        self.ends += 1
+
+
+def test_batch_equals_invoke_and_fires_callbacks(retriever):
+    queries = ["goat milk", "penguin", "copper tin", "nothing here"]
+    counter = Counter()
+    batched = retriever.batch(queries, config={"callbacks": [counter]}, k=3)
+    assert batched == [retriever.invoke(q, k=3) for q in queries]
+    assert batched[3] == []
+    assert counter.starts == counter.ends == 4
+    assert asyncio.run(retriever.abatch(queries)) == [retriever.invoke(q) for q in queries]
+
+
+def test_from_documents_and_rank_bm25_backend(tmp_path):
+    docs = [Document(page_content=t, id=f"x{i}") for i, t in enumerate(TEXTS)]
+    fast = BM25Retriever.from_documents(docs, k=3)
+    ref = BM25Retriever.from_documents(docs, k=3, backend="rank_bm25")
+    a, b = fast.invoke("milk goats"), ref.invoke("milk goats")
+    assert [d.id for d in a] == [d.id for d in b]
+    assert [d.metadata["score"] for d in a] == pytest.approx([d.metadata["score"] for d in b], abs=1e-5)
+    fast.save(tmp_path / "idx")
+    loaded = BM25Retriever.load(tmp_path / "idx", k=3)
+    assert loaded.invoke("milk goats") == a
+    assert repr(loaded) == "BM25Retriever(k=3)"
