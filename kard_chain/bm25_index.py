@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
@@ -302,24 +303,32 @@ def _build_arrays(
     show_progress: bool,
     chunk_docs: int = 20_000,
 ) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
-    """Tokenise and count in chunks of passages, then compute idf and weights."""
+    """Tokenise and count in chunks of passages, then compute idf and weights.
+
+    Stop words get the first term ids so that a chunk drops them with one comparison;
+    their ids are removed from the vocabulary at the end.
+    """
+    stop = sorted(tokenizer.stopword_set)
     vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
+    for word in stop:
+        vocab[word]
+    n_stop = len(stop)
     ids: list[str] = []
     first_seen: dict[str, int] = {}
-    lengths: list[int] = []
-    chunk_tokens: list[int] = []
-    chunk_start = 0
-    doc_parts, term_parts, tf_parts = [], [], []
+    chunk_tokens, chunk_lens = array("q"), array("q")
+    per_chunk: list[sp.csr_matrix] = []
+    lengths: list[np.ndarray] = []
 
     def flush() -> None:
-        nonlocal chunk_start, chunk_tokens
-        lens = np.asarray(lengths[chunk_start:], dtype=np.int64)
-        rows = np.repeat(np.arange(chunk_start, len(lengths), dtype=np.int64), lens)
-        keys, counts = np.unique((rows << 32) | np.asarray(chunk_tokens, dtype=np.int64), return_counts=True)
-        doc_parts.append((keys >> 32).astype(np.int32))
-        term_parts.append((keys & 0xFFFFFFFF).astype(np.int32))
-        tf_parts.append(counts.astype(np.int32))
-        chunk_start, chunk_tokens = len(lengths), []
+        tokens = np.frombuffer(chunk_tokens, dtype=np.int64)
+        rows = np.repeat(np.arange(len(chunk_lens)), np.frombuffer(chunk_lens, dtype=np.int64))
+        content = tokens >= n_stop
+        tokens, rows = tokens[content] - n_stop, rows[content]
+        counts = sp.csr_matrix((np.ones(len(tokens), np.int32), (rows, tokens)), shape=(len(chunk_lens), len(vocab) - n_stop))
+        counts.sum_duplicates()
+        per_chunk.append(counts)
+        lengths.append(np.bincount(rows, minlength=len(chunk_lens)).astype(np.int32))
+        del chunk_tokens[:], chunk_lens[:]
 
     for passage in tqdm(passages, desc="indexing", unit=" passages", disable=not show_progress):
         if passage.id in first_seen:
@@ -328,35 +337,32 @@ def _build_arrays(
         ids.append(passage.id)
         keep(passage)
         text = f"{passage.title} {passage.text}" if params.include_title and passage.title else passage.text
-        tokens = list(map(vocab.__getitem__, tokenizer(text)))
-        lengths.append(len(tokens))
-        chunk_tokens.extend(tokens)
-        if len(lengths) - chunk_start >= chunk_docs:
+        before = len(chunk_tokens)
+        chunk_tokens.extend(map(vocab.__getitem__, tokenizer.split(text)))
+        chunk_lens.append(len(chunk_tokens) - before)
+        if len(chunk_lens) >= chunk_docs:
             flush()
     flush()
     del first_seen
     if not ids:
         raise KardDataError("the corpus holds no passages")
-    n_docs, n_terms = len(ids), len(vocab)
-    doc_lengths = np.asarray(lengths, dtype=np.int32)
+    n_terms = len(vocab) - n_stop
+    doc_lengths = np.concatenate(lengths)
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
-
-    doc, term, tf = (np.concatenate(parts) for parts in (doc_parts, term_parts, tf_parts))
-    doc_indptr = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(doc, minlength=n_docs), out=doc_indptr[1:])
-    del doc
-    by_term = sp.csr_matrix((tf, term, doc_indptr), shape=(n_docs, n_terms)).tocsc()
-    del term, tf
+    for i, counts in enumerate(per_chunk):  # earlier chunks saw a smaller vocabulary
+        counts.resize((counts.shape[0], n_terms))
+    by_term = sp.vstack(per_chunk, format="csr").tocsc()
+    del per_chunk
     indptr = by_term.indptr.astype(np.int64)
     docs = by_term.indices.astype(np.int32)
     tf = by_term.data
     del by_term
     tf = tf.astype(np.uint16) if tf.max(initial=0) < 2**16 else tf.astype(np.int32)
 
-    idf = _idf(np.diff(indptr), n_docs, params)
+    idf = _idf(np.diff(indptr), len(ids), params)
     weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
-    terms = sorted(vocab, key=vocab.__getitem__)
+    terms = sorted(vocab, key=vocab.__getitem__)[n_stop:]
     arrays = {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
     return terms, arrays, ids
 

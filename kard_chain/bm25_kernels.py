@@ -53,35 +53,71 @@ def top_k_numpy(q_indptr, q_terms, q_counts, indptr, docs, weights, n_docs: int,
 
 if HAVE_NUMBA:
 
+    @numba.njit(cache=True, inline="always")
+    def _worse(v1, r1, v2, r2):
+        return v1 < v2 or (v1 == v2 and r1 > r2)
+
+    @numba.njit(cache=True, nogil=True)
+    def _select(acc, cand, m, out_rows, out_scores):
+        """The m best candidates by (score desc, row asc), through a heap whose root is the worst."""
+        heap_v = np.empty(m, dtype=np.float64)
+        heap_r = np.empty(m, dtype=np.int64)
+        for i in range(len(cand)):
+            d = cand[i]
+            v = acc[d]
+            if i < m:
+                pos = i  # sift up
+                while pos > 0:
+                    parent = (pos - 1) // 2
+                    if not _worse(v, d, heap_v[parent], heap_r[parent]):
+                        break
+                    heap_v[pos], heap_r[pos] = heap_v[parent], heap_r[parent]
+                    pos = parent
+                heap_v[pos], heap_r[pos] = v, d
+            elif _worse(heap_v[0], heap_r[0], v, d):
+                pos = 0  # sift down
+                while 2 * pos + 1 < m:
+                    child = 2 * pos + 1
+                    if child + 1 < m and _worse(heap_v[child + 1], heap_r[child + 1], heap_v[child], heap_r[child]):
+                        child += 1
+                    if not _worse(heap_v[child], heap_r[child], v, d):
+                        break
+                    heap_v[pos], heap_r[pos] = heap_v[child], heap_r[child]
+                    pos = child
+                heap_v[pos], heap_r[pos] = v, d
+        by_row = np.argsort(heap_r)
+        order = by_row[np.argsort(-heap_v[by_row], kind="mergesort")]
+        for i in range(m):
+            out_rows[i] = heap_r[order[i]]
+            out_scores[i] = heap_v[order[i]]
+
     @numba.njit(cache=True, nogil=True)
     def _top_k_numba(q_indptr, q_terms, q_counts, indptr, docs, weights, k, acc, seen, touched, out_rows, out_scores):
+        n_docs = len(acc)
         for qi in range(len(q_indptr) - 1):
             n = 0
+            total = 0
+            for j in range(q_indptr[qi], q_indptr[qi + 1]):
+                total += indptr[q_terms[j] + 1] - indptr[q_terms[j]]
+            dense = total * 8 > n_docs  # many postings: mark without branching, then one scan
             for j in range(q_indptr[qi], q_indptr[qi + 1]):
                 t = q_terms[j]
                 c = q_counts[j]
                 for p in range(indptr[t], indptr[t + 1]):
                     d = docs[p]
-                    if not seen[d]:
+                    if dense:
+                        seen[d] = True
+                    elif not seen[d]:
                         seen[d] = True
                         touched[n] = d
                         n += 1
                     acc[d] += c * np.float64(weights[p])
-            m = min(k, n)
-            if m > 0:
-                cand = np.sort(touched[:n])
-                vals = np.empty(n, dtype=np.float64)
-                for i in range(n):
-                    vals[i] = acc[cand[i]]
-                if n > m:
-                    threshold = np.partition(vals, n - m)[n - m]
-                    mask = vals >= threshold
-                    cand = cand[mask]
-                    vals = vals[mask]
-                order = np.argsort(-vals, kind="mergesort")  # stable: ties stay in row order
-                for i in range(m):
-                    out_rows[qi, i] = cand[order[i]]
-                    out_scores[qi, i] = vals[order[i]]
+            if dense:
+                for d in range(n_docs):
+                    if seen[d]:
+                        touched[n] = d
+                        n += 1
+            _select(acc, touched[:n], min(k, n), out_rows[qi], out_scores[qi])
             for i in range(n):
                 d = touched[i]
                 acc[d] = 0.0

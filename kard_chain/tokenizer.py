@@ -42,7 +42,8 @@ class BM25Tokenizer(BaseModel):
         return re.compile(self.pattern)
 
     @cached_property
-    def _stopwords(self) -> frozenset[str]:
+    def stopword_set(self) -> frozenset[str]:
+        """The stop words this tokenizer drops."""
         if self.stopwords is None:
             return frozenset()
         if self.stopwords == "en":
@@ -51,8 +52,11 @@ class BM25Tokenizer(BaseModel):
             raise ValueError(f"unknown stop-word list {self.stopwords!r}; use 'en', a tuple of words or None")
         return frozenset(self.stopwords)
 
+    def split(self, text: str) -> list[str]:
+        """Split ``text`` into tokens, stop words included."""
+        return self._regex.findall(text.lower() if self.lowercase else text)
+
     def __call__(self, text: str) -> list[str]:
-        """Split ``text`` into tokens."""
-        tokens = self._regex.findall(text.lower() if self.lowercase else text)
-        stop = self._stopwords
-        return [t for t in tokens if t not in stop] if stop else tokens
+        """Split ``text`` into tokens without stop words."""
+        stop = self.stopword_set
+        return [t for t in self.split(text) if t not in stop] if stop else self.split(text)

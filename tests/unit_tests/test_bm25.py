@@ -167,3 +167,17 @@ def test_title_is_indexed_unless_disabled():
     passages = [Passage(id="g", title="Goat", text="It produces milk."), Passage(id="c", title="Cat", text="It purrs.")]
     assert BM25Index.from_passages(passages).top_k(["goat"], 1)[0][0, 0] == 0
     assert BM25Index.from_passages(passages, params=BM25Params(include_title=False)).top_k(["goat"], 1)[0][0, 0] == -1
+
+
+@pytest.mark.skipif(not bm25_kernels.HAVE_NUMBA, reason="numba not installed")
+def test_kernels_agree_on_ties():
+    """Many equal scores: both kernels must order by score, then row, and cut at k identically."""
+    docs = [f"w{i % 3} w{i % 5}" for i in range(200)]
+    index = index_of(docs)
+    q = index.encode_queries(["w0 w1 w2 w3", "w4", "w0 w0 w2", "none"])
+    args = (*q, index.indptr, index.docs, index.weights)
+    numba_rows, numba_scores = bm25_kernels.NumbaTopK(index.n_docs)(*args, 17)
+    numpy_rows, numpy_scores = bm25_kernels.top_k_numpy(*args, index.n_docs, 17)
+    np.testing.assert_array_equal(numba_rows, numpy_rows)
+    np.testing.assert_allclose(numba_scores, numpy_scores, atol=1e-5)
+    assert (numba_rows[3] == -1).all()
