@@ -175,13 +175,13 @@ class BM25Index:
 
     @cached_property
     def _numba_top_k(self) -> bm25_kernels.NumbaTopK:
-        return bm25_kernels.NumbaTopK(self.n_docs)
+        return bm25_kernels.NumbaTopK(self.indptr, self.docs, self.weights, self.n_docs)
 
     def top_k(self, queries: Sequence[str], k: int, backend: Backend = "fast") -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the ``k`` best passages per query, shape ``(len(queries), k)``.
 
-        Only passages sharing a term with the query are returned; missing places hold
-        row ``-1`` and score ``nan``. Ties are broken by row.
+        Only passages with a non-zero score are returned; missing places hold row ``-1``
+        and score ``nan``. Ties are broken by row.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -190,9 +190,9 @@ class BM25Index:
             return self.rank_bm25.top_k(self, q, k)
         if backend != "fast":
             raise ValueError(f"unknown backend {backend!r}; use 'fast' or 'rank_bm25'")
-        kernel = self._numba_top_k if bm25_kernels.HAVE_NUMBA else bm25_kernels.top_k_numpy
-        args = (*q, self.indptr, self.docs, self.weights)
-        return kernel(*args, k) if bm25_kernels.HAVE_NUMBA else kernel(*args, self.n_docs, k)
+        if bm25_kernels.HAVE_NUMBA:
+            return self._numba_top_k(*q, k)
+        return bm25_kernels.top_k_numpy(*q, self.indptr, self.docs, self.weights, self.n_docs, k)
 
     def score(self, query: str, ids: Sequence[str], backend: Backend = "fast") -> list[float]:
         """BM25 score of the passages ``ids`` (any, matched or not) for ``query``."""
@@ -245,9 +245,9 @@ class _RankBM25Scorer:
         rows, scores = bm25_kernels._empty_result(len(q_indptr) - 1, k)
         for i, (lo, hi) in enumerate(itertools.pairwise(q_indptr)):
             tokens = [index.vocab[t] for t, c in zip(q_terms[lo:hi], q_counts[lo:hi]) for _ in range(int(c))]
-            matched = np.unique(np.concatenate([index.docs[index.indptr[t] : index.indptr[t + 1]] for t in q_terms[lo:hi]] or [[]]))
-            matched = matched.astype(np.int64)
-            cand, vals = bm25_kernels._top_k_of(matched, self.bm25.get_scores(tokens)[matched], k)
+            all_scores = self.bm25.get_scores(tokens)
+            cand = np.flatnonzero(all_scores)
+            cand, vals = bm25_kernels._top_k_of(cand, all_scores[cand], k)
             rows[i, : len(cand)], scores[i, : len(cand)] = cand, vals
         return rows, scores
 

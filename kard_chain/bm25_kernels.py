@@ -3,8 +3,8 @@
 Both take queries as a CSR-like triple (``q_indptr``, ``q_terms``, ``q_counts``) and the
 index's postings (``indptr``, ``docs``, ``weights``: the BM25 weight of each term in each
 document). They return ``(rows, scores)`` of shape ``(n_queries, k)``, padded with
-``-1`` / ``nan`` where fewer than ``k`` documents share a term with the query. Only such
-documents are candidates. Order: score descending, then row ascending.
+``-1`` / ``nan`` where fewer than ``k`` documents have a non-zero score: only those are
+candidates. Order: score descending, then row ascending.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def top_k_numpy(q_indptr, q_terms, q_counts, indptr, docs, weights, n_docs: int,
     queries = sp.csr_matrix((q_counts.astype(weights.dtype), q_terms, q_indptr), shape=(len(q_indptr) - 1, postings.shape[0]))
     result = (queries @ postings).tocsr()
     result.sort_indices()
+    result.eliminate_zeros()
     for i in range(result.shape[0]):
         lo, hi = result.indptr[i], result.indptr[i + 1]
         cand, vals = _top_k_of(result.indices[lo:hi].astype(np.int64), result.data[lo:hi].astype(np.float64), k)
@@ -57,78 +58,104 @@ if HAVE_NUMBA:
     def _worse(v1, r1, v2, r2):
         return v1 < v2 or (v1 == v2 and r1 > r2)
 
-    @numba.njit(cache=True, nogil=True)
-    def _select(acc, cand, m, out_rows, out_scores):
-        """The m best candidates by (score desc, row asc), through a heap whose root is the worst."""
-        heap_v = np.empty(m, dtype=np.float64)
-        heap_r = np.empty(m, dtype=np.int64)
-        for i in range(len(cand)):
-            d = cand[i]
-            v = acc[d]
-            if i < m:
-                pos = i  # sift up
-                while pos > 0:
-                    parent = (pos - 1) // 2
-                    if not _worse(v, d, heap_v[parent], heap_r[parent]):
-                        break
-                    heap_v[pos], heap_r[pos] = heap_v[parent], heap_r[parent]
-                    pos = parent
-                heap_v[pos], heap_r[pos] = v, d
-            elif _worse(heap_v[0], heap_r[0], v, d):
-                pos = 0  # sift down
-                while 2 * pos + 1 < m:
-                    child = 2 * pos + 1
-                    if child + 1 < m and _worse(heap_v[child + 1], heap_r[child + 1], heap_v[child], heap_r[child]):
-                        child += 1
-                    if not _worse(heap_v[child], heap_r[child], v, d):
-                        break
-                    heap_v[pos], heap_r[pos] = heap_v[child], heap_r[child]
-                    pos = child
-                heap_v[pos], heap_r[pos] = v, d
-        by_row = np.argsort(heap_r)
-        order = by_row[np.argsort(-heap_v[by_row], kind="mergesort")]
-        for i in range(m):
-            out_rows[i] = heap_r[order[i]]
-            out_scores[i] = heap_v[order[i]]
+    @numba.njit(cache=True, inline="always")
+    def _push(heap_v, heap_r, size, v, d):
+        """Offer (v, d) to a bounded heap of the best pairs, whose root is the worst; returns the new size."""
+        m = len(heap_v)
+        if size < m:
+            pos = size  # sift up
+            while pos > 0:
+                parent = (pos - 1) // 2
+                if not _worse(v, d, heap_v[parent], heap_r[parent]):
+                    break
+                heap_v[pos], heap_r[pos] = heap_v[parent], heap_r[parent]
+                pos = parent
+            heap_v[pos], heap_r[pos] = v, d
+            return size + 1
+        if _worse(heap_v[0], heap_r[0], v, d):
+            pos = 0  # sift down
+            while 2 * pos + 1 < m:
+                child = 2 * pos + 1
+                if child + 1 < m and _worse(heap_v[child + 1], heap_r[child + 1], heap_v[child], heap_r[child]):
+                    child += 1
+                if not _worse(heap_v[child], heap_r[child], v, d):
+                    break
+                heap_v[pos], heap_r[pos] = heap_v[child], heap_r[child]
+                pos = child
+            heap_v[pos], heap_r[pos] = v, d
+        return size
 
     @numba.njit(cache=True, nogil=True)
-    def _top_k_numba(q_indptr, q_terms, q_counts, indptr, docs, weights, k, acc, seen, touched, out_rows, out_scores):
+    def _top_k_numba(
+        q_indptr, q_terms, q_counts, indptr, docs, weights, dense_slot, dense_weights, k, acc, seen, touched, out_rows, out_scores
+    ):
         n_docs = len(acc)
+        heap_v = np.empty(k, dtype=np.float64)
+        heap_r = np.empty(k, dtype=np.int64)
         for qi in range(len(q_indptr) - 1):
-            n = 0
             total = 0
             for j in range(q_indptr[qi], q_indptr[qi + 1]):
                 total += indptr[q_terms[j] + 1] - indptr[q_terms[j]]
-            dense = total * 8 > n_docs  # many postings: mark without branching, then one scan
-            for j in range(q_indptr[qi], q_indptr[qi + 1]):
-                t = q_terms[j]
-                c = q_counts[j]
-                for p in range(indptr[t], indptr[t + 1]):
-                    d = docs[p]
-                    if dense:
-                        seen[d] = True
-                    elif not seen[d]:
-                        seen[d] = True
-                        touched[n] = d
-                        n += 1
-                    acc[d] += c * np.float64(weights[p])
-            if dense:
+            # Long posting lists: accumulate, then scan every passage once. Short ones:
+            # remember the touched passages and visit only those. The test before each
+            # _push skips the call for passages worse than the heap's root.
+            size = 0
+            if total * 8 > n_docs:
+                for j in range(q_indptr[qi], q_indptr[qi + 1]):
+                    t, c = q_terms[j], q_counts[j]
+                    if dense_slot[t] >= 0:  # a term in many passages: add its dense row
+                        row = dense_weights[dense_slot[t]]
+                        for d in range(n_docs):
+                            acc[d] += c * np.float64(row[d])
+                    else:
+                        for p in range(indptr[t], indptr[t + 1]):
+                            acc[docs[p]] += c * np.float64(weights[p])
                 for d in range(n_docs):
-                    if seen[d]:
-                        touched[n] = d
-                        n += 1
-            _select(acc, touched[:n], min(k, n), out_rows[qi], out_scores[qi])
-            for i in range(n):
-                d = touched[i]
-                acc[d] = 0.0
-                seen[d] = False
+                    v = acc[d]
+                    if v != 0.0:  # a zero score is no match
+                        if size < k or v > heap_v[0] or (v == heap_v[0] and d < heap_r[0]):
+                            size = _push(heap_v, heap_r, size, v, d)
+                        acc[d] = 0.0
+            else:
+                n = 0
+                for j in range(q_indptr[qi], q_indptr[qi + 1]):
+                    t, c = q_terms[j], q_counts[j]
+                    for p in range(indptr[t], indptr[t + 1]):
+                        d = docs[p]
+                        if not seen[d]:
+                            seen[d] = True
+                            touched[n] = d
+                            n += 1
+                        acc[d] += c * np.float64(weights[p])
+                for i in range(n):
+                    d = touched[i]
+                    v = acc[d]
+                    if v != 0.0 and (size < k or v > heap_v[0] or (v == heap_v[0] and d < heap_r[0])):
+                        size = _push(heap_v, heap_r, size, v, d)
+                    acc[d] = 0.0
+                    seen[d] = False
+            by_row = np.argsort(heap_r[:size])
+            order = by_row[np.argsort(-heap_v[:size][by_row], kind="mergesort")]
+            for i in range(size):
+                out_rows[qi, i] = heap_r[order[i]]
+                out_scores[qi, i] = heap_v[order[i]]
 
 
 class NumbaTopK:
-    """Holds per-thread scratch buffers (one float per document) for the numba kernel."""
+    """The numba kernel with its per-thread scratch buffers (one float per document) and,
+    for terms found in at least a quarter of the documents, dense weight rows: adding a
+    contiguous row is several times faster than scattering as many postings."""
 
-    def __init__(self, n_docs: int) -> None:
+    def __init__(self, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray, n_docs: int) -> None:
         self.n_docs = n_docs
+        self.postings = (indptr, docs, weights)
+        df = np.diff(indptr)
+        dense_terms = np.flatnonzero(df * 4 >= n_docs)
+        self.dense_slot = np.full(len(df), -1, dtype=np.int64)
+        self.dense_slot[dense_terms] = np.arange(len(dense_terms))
+        self.dense_weights = np.zeros((len(dense_terms), n_docs), dtype=np.float32)
+        for slot, t in enumerate(dense_terms):
+            self.dense_weights[slot, docs[indptr[t] : indptr[t + 1]]] = weights[indptr[t] : indptr[t + 1]]
         self._local = threading.local()
 
     def _scratch(self):
@@ -138,7 +165,7 @@ class NumbaTopK:
             self._local.scratch = s
         return s
 
-    def __call__(self, q_indptr, q_terms, q_counts, indptr, docs, weights, k: int):
+    def __call__(self, q_indptr, q_terms, q_counts, k: int):
         rows, scores = _empty_result(len(q_indptr) - 1, k)
-        _top_k_numba(q_indptr, q_terms, q_counts, indptr, docs, weights, k, *self._scratch(), rows, scores)
+        _top_k_numba(q_indptr, q_terms, q_counts, *self.postings, self.dense_slot, self.dense_weights, k, *self._scratch(), rows, scores)
         return rows, scores
