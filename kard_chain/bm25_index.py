@@ -125,7 +125,7 @@ class BM25Index:
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Write the index folder atomically: an interrupted save leaves no index behind."""
         with atomic_directory(path, overwrite=overwrite) as tmp:
-            self.passages.save(tmp)  # type: ignore[attr-defined]
+            self.passages.save(tmp)
             _write_index_files(tmp, self.params, self.tokenizer, self.vocab, self._arrays(), self.passage_ids)
 
     def _arrays(self) -> dict[str, np.ndarray]:

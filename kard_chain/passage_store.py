@@ -23,6 +23,8 @@ class PassageStore(Protocol):
 
     def get(self, row: int) -> Passage: ...
 
+    def save(self, folder: str | Path) -> None: ...
+
 
 class PassageWriter:
     """Appends passages to ``passages.jsonl`` in a folder, recording each line's byte offset."""
