@@ -89,6 +89,66 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+DATA_FOLDERS = {"strategyqa": "strategyqa", "medqa": "medqa", "obqa": "openbookqa"}
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from kard_chain.datasets import load_dataset
+    from kard_chain.prompts import TEACHER_TASKS, load_teacher_prompts
+    from kard_chain.rate_limit import RateLimiter
+    from kard_chain.rationale_cache import RationaleCache
+    from kard_chain.teach import PRICES, TeacherStopped, teach
+    from kard_chain.teacher import build_teacher_chain, model_name, supports_n
+    from kard_chain.teacher_models import load_teacher
+
+    data = args.data_dir or Path(os.environ.get("KARD_DATA_DIR", "data")) / DATA_FOLDERS.get(args.dataset, args.dataset)
+    examples = load_dataset(args.dataset, data, split=args.split)[: args.limit]
+    task = args.task or (args.dataset if args.dataset in TEACHER_TASKS else "generic")
+    variants = args.compare.split(",") if args.compare else [args.prompt]
+    known = load_teacher_prompts(task, args.prompts)
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise KardDataError(f"unknown prompt variant(s) {unknown} for task {task!r}; available: {sorted(known)}")
+    model = load_teacher(args.teacher, base_url=args.base_url, temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout)
+    chain = build_teacher_chain(model, task, mode=args.mode, n=args.n, prompts_dir=args.prompts)
+    name = model_name(model)
+    price = (args.price_in, args.price_out) if args.price_in is not None and args.price_out is not None else PRICES.get(name)
+    limiter = RateLimiter(args.rpm, args.tpm) if args.rpm or args.tpm else None
+    out = Path(args.out)
+    paths = {v: out if not args.compare else out.with_name(f"{out.stem}.{v}{out.suffix or '.jsonl'}") for v in variants}
+
+    async def run_all() -> dict:
+        summaries = {}
+        for variant, path in paths.items():
+            print(f"teacher {name}, task {task}, mode {args.mode}, prompt {variant}, n={args.n}: {len(examples)} examples -> {path}")
+            with RationaleCache.open(path) as cache:
+                summaries[variant] = await teach(
+                    chain, examples, cache, task=task, mode=args.mode, model=name, prompt=variant,
+                    concurrency=args.concurrency, limiter=limiter, requests_per_example=1 if supports_n(model) else args.n,
+                    max_retries=args.max_retries, price=price,
+                )
+            if not args.compare:
+                print(summaries[variant].format())
+        return summaries
+
+    try:
+        summaries = asyncio.run(run_all())
+    except TeacherStopped as e:
+        print(f"error: the teacher stopped the run ({e}); finished examples are kept in {out.parent}", file=sys.stderr)
+        return 3
+    if args.compare:
+        rows = {v: s.row() for v, s in summaries.items()}
+        keys = list(next(iter(rows.values())))
+        width = max(24, *(len(v) + 2 for v in variants))
+        print(f"\n{'':<28}" + "".join(f"{v:>{width}}" for v in variants))
+        for key in keys:
+            print(f"{key:<28}" + "".join(f"{rows[v][key]:>{width}}" for v in variants))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +180,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["fast", "rank_bm25"], default="fast", help="BM25 scorer")
     p.add_argument("query", nargs="+")
     p.set_defaults(fn=cmd_search)
+
+    p = sub.add_parser("teach", help="write teacher rationales for a dataset split into a resumable cache")
+    p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
+    p.add_argument("--data-dir", type=Path, help="dataset folder or file (default: $KARD_DATA_DIR/<dataset>, else data/<dataset>)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--task", help="prompt folder (default: the dataset's, else generic)")
+    p.add_argument("--mode", choices=["rationalize", "solve"], default="rationalize")
+    p.add_argument("--n", type=int, default=5, help="rationales per example (default 5)")
+    p.add_argument("--teacher", required=True, help="openai:MODEL or hf:PATH")
+    p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama...); the key comes from OPENAI_API_KEY")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--out", required=True, help="JSONL cache; a rerun skips finished examples")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--rpm", type=float, help="requests per minute limit")
+    p.add_argument("--tpm", type=float, help="tokens per minute limit")
+    p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--limit", type=int, help="first N examples only")
+    p.add_argument("--prompts", type=Path, help="folder of extra prompt variants (DIR/<task>/<name>.toml)")
+    p.add_argument("--prompt", default="default", help="prompt variant (default: default)")
+    p.add_argument("--compare", help="comma-separated variants to run on the same examples and compare")
+    p.add_argument("--price-in", type=float, help="USD per million input tokens")
+    p.add_argument("--price-out", type=float, help="USD per million output tokens")
+    p.set_defaults(fn=cmd_teach)
     return parser
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,7 +78,7 @@ class DiskPassageStore:
 
     def get(self, row: int) -> Passage:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        return Passage(**json.loads(os.pread(self._fd, end - start, start)))
+        return Passage.model_validate_json(os.pread(self._fd, end - start, start))
 
     def save(self, folder: str | Path) -> None:
         """Copy the passage files into ``folder``."""

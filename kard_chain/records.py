@@ -75,3 +75,10 @@ class Rationale(BaseModel):
     """Name of the model (or ``"reference"``) that wrote it."""
     sample_index: int = Field(default=0, ge=0)
     """Index of this sample among the n drawn for the same example."""
+    dropped: str | None = None
+    """Why the rationale was filtered out (wrong or missing answer); ``None`` if it was kept."""
+
+    @property
+    def kept(self) -> bool:
+        """Whether the rationale passed the answer filter."""
+        return self.dropped is None

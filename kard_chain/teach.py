@@ -1,0 +1,234 @@
+"""``kard teach``: run the teacher chain over a dataset split, resumably.
+
+Bounded concurrency (asyncio workers), a requests/tokens-per-minute limiter, retries with
+exponential backoff and jitter on rate limits, server errors, timeouts and dropped
+connections only (anything else, such as a bad API key or a bad request, stops the run),
+and an append-only cache with one record per example (see :mod:`kard_chain.rationale_cache`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import Runnable
+from tqdm.auto import tqdm
+
+from kard_chain.rate_limit import RateLimiter
+from kard_chain.rationale_cache import RationaleCache, TeacherRecord
+from kard_chain.records import Example, Rationale
+
+# USD per million input / output tokens; pass prices explicitly for other models.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+
+class TeacherStopped(RuntimeError):
+    """A non-retryable error (authentication, bad request...) stopped the run."""
+
+
+def redact(text: str) -> str:
+    """Remove API keys from a message: the environment's key and anything shaped like one."""
+    key = os.environ.get("OPENAI_API_KEY")
+    if key:
+        text = text.replace(key, "***")
+    return re.sub(r"\b(sk-[A-Za-z0-9]{0,4})[A-Za-z0-9_\-]{8,}", r"\1***", text)
+
+
+def classify_error(exc: BaseException) -> tuple[str, bool, float | None]:
+    """``(kind, retryable, retry_after_seconds)`` for an exception from a chat model."""
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
+    name = type(exc).__name__
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in name:
+        return "timeout", True, None
+    if "Connection" in name:
+        return "connection", True, None
+    if status == 429:
+        headers = getattr(response, "headers", None) or {}
+        after = None
+        try:
+            if "retry-after-ms" in headers:
+                after = float(headers["retry-after-ms"]) / 1000
+            elif "retry-after" in headers:
+                after = float(headers["retry-after"])
+        except ValueError:
+            pass
+        return "rate_limit_429", True, after
+    if isinstance(status, int) and status >= 500:
+        return f"server_{status}", True, None
+    if status in (401, 403):
+        return f"auth_{status}", False, None
+    if isinstance(status, int):
+        return f"http_{status}", False, None
+    return name, False, None
+
+
+class TokenCounter(BaseCallbackHandler):
+    """Adds up the token usage the chat model reports (once per request)."""
+
+    def __init__(self) -> None:
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        # n samples of one request share one usage record, so read only the first
+        generation = response.generations[0][0] if response.generations and response.generations[0] else None
+        usage = getattr(getattr(generation, "message", None), "usage_metadata", None) if isinstance(generation, ChatGeneration) else None
+        if usage:
+            self.input_tokens += usage.get("input_tokens", 0)
+            self.output_tokens += usage.get("output_tokens", 0)
+
+
+@dataclass
+class TeachSummary:
+    """What a run did; :meth:`format` prints it."""
+
+    examples: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    rationales: int = 0
+    kept: int = 0
+    agreeing: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    chars: int = 0
+    seconds: float = 0.0
+    price: tuple[float, float] | None = None
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def cost(self) -> float | None:
+        if self.price is None:
+            return None
+        return (self.input_tokens * self.price[0] + self.output_tokens * self.price[1]) / 1e6
+
+    def add(self, record: TeacherRecord) -> None:
+        self.done += 1
+        self.rationales += len(record.rationales)
+        self.kept += len(record.kept)
+        self.agreeing += sum(r.answer == record.gold for r in record.rationales if record.gold is not None)
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        self.chars += sum(len(r.text.split()) for r in record.kept)
+
+    def row(self) -> dict[str, str]:
+        """Headline figures as strings, for the summary and for ``--compare``."""
+        cost = self.cost
+        return {
+            "examples done": f"{self.done} (+{self.skipped} cached, {self.failed} failed)",
+            "rationales kept / example": f"{self.kept / max(self.done, 1):.2f} of {self.rationales / max(self.done, 1):.2f}",
+            "answer agreement": f"{self.agreeing / max(self.rationales, 1):.1%}",
+            "mean kept length (words)": f"{self.chars / max(self.kept, 1):.1f}",
+            "tokens in / out": f"{self.input_tokens:,} / {self.output_tokens:,}",
+            "cost (USD)": "n/a (unknown price)" if cost is None else f"{cost:.4f}",
+            "wall time": f"{self.seconds:.1f} s",
+        }
+
+    def format(self) -> str:
+        lines = [f"{k:<28} {v}" for k, v in self.row().items()]
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        lines.append(f"{'errors (retried or fatal)':<28} {errors}")
+        return "\n".join(lines)
+
+
+async def teach(
+    chain: Runnable[Example, list[Rationale]],
+    examples: Sequence[Example],
+    cache: RationaleCache,
+    *,
+    task: str,
+    mode: str,
+    model: str,
+    prompt: str = "default",
+    concurrency: int = 8,
+    limiter: RateLimiter | None = None,
+    requests_per_example: int = 1,
+    max_retries: int = 6,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    price: tuple[float, float] | None = None,
+    show_progress: bool = True,
+) -> TeachSummary:
+    """Run ``chain`` on every example not yet in ``cache`` and append one record each.
+
+    Retryable failures back off ``backoff * 2**attempt`` seconds (at most ``max_backoff``,
+    jittered by +-50%, at least the server's Retry-After); an example that still fails after
+    ``max_retries`` retries is left out (a rerun tries it again). A non-retryable error
+    raises :class:`TeacherStopped` after the workers stop; finished records stay in the cache.
+    """
+    summary = TeachSummary(examples=len(examples), price=price)
+    todo = [ex for ex in examples if ex.id not in cache]
+    summary.skipped = len(examples) - len(todo)
+    queue: asyncio.Queue[Example] = asyncio.Queue()
+    for ex in todo:
+        queue.put_nowait(ex)
+    bar = tqdm(total=len(todo), desc="teacher", unit=" ex", disable=not show_progress)
+    start = time.perf_counter()
+
+    async def run_one(ex: Example) -> TeacherRecord | None:
+        for attempt in range(max_retries + 1):
+            counter = TokenCounter()
+            estimate = len(ex.question) // 4 + 500
+            if limiter:
+                await limiter.acquire(requests_per_example, estimate)
+            try:
+                rationales = await chain.ainvoke(ex, config={"callbacks": [counter], "configurable": {"prompt": prompt}})
+            except Exception as e:  # classified: retried, or the run stops
+                kind, retryable, after = classify_error(e)
+                summary.errors[kind] += 1
+                if not retryable:
+                    raise TeacherStopped(f"{kind}: {redact(str(e))}") from None
+                if attempt == max_retries:
+                    summary.failed += 1
+                    return None
+                delay = min(max_backoff, backoff * 2**attempt) * random.uniform(0.5, 1.5)
+                await asyncio.sleep(max(delay, after or 0.0))
+                continue
+            if limiter:
+                limiter.settle(estimate, counter.input_tokens + counter.output_tokens)
+            return TeacherRecord(
+                id=ex.id, task=task, mode=mode, prompt=prompt, model=model, rationales=rationales,
+                input_tokens=counter.input_tokens, output_tokens=counter.output_tokens, gold=ex.answer,
+            )
+        return None
+
+    async def worker() -> None:
+        while not queue.empty():
+            ex = queue.get_nowait()
+            record = await run_one(ex)
+            if record is not None:
+                cache.append(record)
+                summary.add(record)
+            cost = summary.cost
+            bar.set_postfix(kept=summary.kept, tokens=summary.input_tokens + summary.output_tokens, cost="n/a" if cost is None else f"${cost:.3f}")
+            bar.update(1)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    finally:
+        bar.close()
+        summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,44 @@
+"""Teacher chat models from a CLI spec: ``openai:MODEL`` (any OpenAI-compatible server with
+``base_url``) or ``hf:PATH`` (a local Hugging Face causal LM)."""
+
+from __future__ import annotations
+
+import os
+
+from langchain_core.language_models import BaseChatModel
+
+from kard_chain.errors import MissingExtraError
+
+
+def load_teacher(
+    spec: str,
+    *,
+    base_url: str | None = None,
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+    timeout: float = 60.0,
+    gguf_file: str | None = None,
+) -> BaseChatModel:
+    """A chat model for ``spec``. The OpenAI key is read from ``OPENAI_API_KEY`` by the client
+    and is never stored here; the client's own retries are off (``kard teach`` retries)."""
+    kind, _, name = spec.partition(":")
+    if kind == "openai" and name:
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError:
+            raise MissingExtraError("langchain-openai", "openai") from None
+        import httpx
+
+        # A client of our own, not langchain-openai's process-wide one: that one stays bound
+        # to the first event loop that used it, so a second asyncio.run would fail.
+        extra: dict = {"http_async_client": httpx.AsyncClient(limits=httpx.Limits(max_connections=256))}
+        if base_url and not os.environ.get("OPENAI_API_KEY"):
+            extra["api_key"] = "not-needed"  # local OpenAI-compatible servers accept any key
+        return ChatOpenAI(
+            model=name, base_url=base_url, temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=0, **extra
+        )
+    if kind == "hf" and name:
+        from kard_chain.chat_models.huggingface import HuggingFaceChatModel
+
+        return HuggingFaceChatModel.from_pretrained(name, gguf_file=gguf_file, temperature=temperature, max_new_tokens=max_tokens)
+    raise ValueError(f"unknown teacher {spec!r}; use openai:MODEL or hf:PATH")
