@@ -1,0 +1,1 @@
+"""LangChain chat models of our own (local Hugging Face teachers)."""
