@@ -21,7 +21,12 @@ _EXPORTS = {
     "KardDataError": "kard_chain.errors",
     "Passage": "kard_chain.records",
     "Rationale": "kard_chain.records",
+    "HuggingFaceChatModel": "kard_chain.chat_models.huggingface",
+    "RationaleCache": "kard_chain.rationale_cache",
+    "TeacherRecord": "kard_chain.rationale_cache",
     "build_index": "kard_chain.bm25_index",
+    "build_teacher_chain": "kard_chain.teacher",
+    "load_teacher_prompts": "kard_chain.prompts",
     "dataset_names": "kard_chain.datasets",
     "load_dataset": "kard_chain.datasets",
     "load_passages": "kard_chain.knowledge",
@@ -31,6 +36,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from kard_chain.bm25_index import BM25Index, BM25Params, build_index
+    from kard_chain.chat_models.huggingface import HuggingFaceChatModel
+    from kard_chain.prompts import load_teacher_prompts
+    from kard_chain.rationale_cache import RationaleCache, TeacherRecord
+    from kard_chain.teacher import build_teacher_chain
     from kard_chain.datasets import dataset_names, load_dataset
     from kard_chain.embeddings import HashingEmbeddings
     from kard_chain.errors import KardDataError

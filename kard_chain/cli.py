@@ -128,7 +128,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
                 summaries[variant] = await teach(
                     chain, examples, cache, task=task, mode=args.mode, model=name, prompt=variant,
                     concurrency=args.concurrency, limiter=limiter, requests_per_example=1 if supports_n(model) else args.n,
-                    max_retries=args.max_retries, price=price,
+                    max_retries=args.max_retries, backoff=args.backoff, price=price,
                 )
             if not args.compare:
                 print(summaries[variant].format())
@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rpm", type=float, help="requests per minute limit")
     p.add_argument("--tpm", type=float, help="tokens per minute limit")
     p.add_argument("--max-retries", type=int, default=6)
+    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
     p.add_argument("--limit", type=int, help="first N examples only")
     p.add_argument("--prompts", type=Path, help="folder of extra prompt variants (DIR/<task>/<name>.toml)")
     p.add_argument("--prompt", default="default", help="prompt variant (default: default)")

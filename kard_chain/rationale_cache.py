@@ -1,8 +1,9 @@
 """The teacher's rationale cache: append-only JSONL, one :class:`TeacherRecord` per example id.
 
-Each record goes to disk in a single ``write`` on a file opened with ``O_APPEND``, then
-``fsync``: a killed process (even ``kill -9``) leaves whole records only, except, after a
-power loss, a torn last line, which :meth:`RationaleCache.open` cuts away. A rerun reads
+Each record goes to the file in a single ``write`` on a descriptor opened with
+``O_APPEND``: once ``write`` returns the kernel holds the whole line, so a killed process
+(even ``kill -9``) leaves whole records only. The file is fsynced on close; a power loss
+can still tear the last line, which :meth:`RationaleCache.open` cuts away. A rerun reads
 the finished ids and skips them.
 """
 
@@ -84,18 +85,18 @@ class RationaleCache:
         return iter(self.records.values())
 
     def append(self, record: TeacherRecord) -> None:
-        """Write one record durably; an id already present is refused."""
+        """Append one record in a single write; an id already present is refused."""
         if self._fd is None:
             raise RuntimeError("cache is not open for appending; use RationaleCache.open")
         if record.id in self.records:
             raise ValueError(f"example {record.id!r} is already in {self.path}")
         os.write(self._fd, (record.model_dump_json() + "\n").encode("utf-8"))
-        os.fsync(self._fd)
         self.records[record.id] = record
 
     def close(self) -> None:
-        """Close the file."""
+        """Flush to disk and close the file."""
         if self._fd is not None:
+            os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
 

@@ -174,9 +174,18 @@ def build_teacher_chain(
             out.append(Rationale(text=text.strip(), answer=answer, model=name, sample_index=i, dropped=dropped))
         return out
 
-    sampler = RunnableLambda(sample, afunc=asample, name="sample_rationales")
     return (
-        RunnableLambda(as_example, name="example")
-        | RunnableParallel(example=lambda x: x, texts=RunnableLambda(question_block, name="question") | prompt | sampler)
-        | RunnableLambda(parse, name="parse_and_filter")
+        _step(as_example, "example")
+        | RunnableParallel(example=_step(lambda x: x, "passthrough"), texts=_step(question_block, "question") | prompt | RunnableLambda(sample, afunc=asample, name="sample_rationales"))
+        | _step(parse, "parse_and_filter")
     ).with_config(run_name="kard_teacher")
+
+
+def _step(fn: Any, name: str) -> RunnableLambda:
+    """A RunnableLambda with an async twin, so ``ainvoke`` never hops to a thread pool for
+    cheap steps (a sync-only lambda would queue on the default executor's few threads)."""
+
+    async def afn(value: Any) -> Any:
+        return fn(value)
+
+    return RunnableLambda(fn, afunc=afn, name=name)

@@ -106,8 +106,8 @@ class FakeOpenAIServer:
                 head += f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n"
                 writer.write(head.encode() + data)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # client went away, or the server is shutting down
         finally:
             writer.close()
 
@@ -165,3 +165,27 @@ class FakeOpenAIServer:
             "choices": choices,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
         }
+
+
+def main() -> None:
+    """Serve until killed: ``python -m kard_chain.testing.openai_server --latency 0.2`` prints the URL."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Fake OpenAI chat-completions server with injected faults.")
+    for flag in ("latency", "rate-429", "rate-500", "rate-hang", "rate-malformed"):
+        parser.add_argument(f"--{flag}", type=float, default=0.0)
+    parser.add_argument("--hang-seconds", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with FakeOpenAIServer(
+        latency=args.latency, rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
+        hang_seconds=args.hang_seconds, rate_malformed=args.rate_malformed, seed=args.seed,
+    ) as server:
+        print(server.url, flush=True)
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
