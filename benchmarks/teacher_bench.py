@@ -55,11 +55,16 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "r.jsonl"
                 with RationaleCache.open(path) as cache:
+
+                    async def run():
+                        try:
+                            return await teach(chain, examples, cache, task="generic", mode="rationalize", model="gpt-4o-mini",
+                                               concurrency=c, max_retries=20, backoff=args.backoff, show_progress=False)
+                        finally:
+                            await model.http_async_client.aclose()
+
                     start = time.perf_counter()
-                    summary = asyncio.run(
-                        teach(chain, examples, cache, task="generic", mode="rationalize", model="gpt-4o-mini",
-                              concurrency=c, max_retries=20, backoff=args.backoff, show_progress=False)
-                    )
+                    summary = asyncio.run(run())
                     wall = time.perf_counter() - start
                 records = read_rationales(path)
                 lost = sum(args.n - len(records[e.id].rationales) if e.id in records else args.n for e in examples)

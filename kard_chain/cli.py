@@ -121,6 +121,14 @@ def cmd_teach(args: argparse.Namespace) -> int:
     paths = {v: out if not args.compare else out.with_name(f"{out.stem}.{v}{out.suffix or '.jsonl'}") for v in variants}
 
     async def run_all() -> dict:
+        try:
+            return await run_variants()
+        finally:
+            client = getattr(model, "http_async_client", None)
+            if client is not None:
+                await client.aclose()
+
+    async def run_variants() -> dict:
         summaries = {}
         for variant, path in paths.items():
             print(f"teacher {name}, task {task}, mode {args.mode}, prompt {variant}, n={args.n}: {len(examples)} examples -> {path}")

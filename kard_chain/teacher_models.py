@@ -27,11 +27,11 @@ def load_teacher(
             from langchain_openai import ChatOpenAI
         except ImportError:
             raise MissingExtraError("langchain-openai", "openai") from None
-        import httpx
-
-        # A client of our own, not langchain-openai's process-wide one: that one stays bound
-        # to the first event loop that used it, so a second asyncio.run would fail.
-        extra: dict = {"http_async_client": httpx.AsyncClient(limits=httpx.Limits(max_connections=256))}
+        # An async HTTP client of our own, not langchain-openai's process-wide one, which stays
+        # bound to the first event loop that used it (a second asyncio.run would fail). aiohttp
+        # (openai[aiohttp]) costs about a third less CPU per request than httpx at high
+        # concurrency; close it with ``await model.http_async_client.aclose()``.
+        extra: dict = {"http_async_client": _async_http_client()}
         if base_url and not os.environ.get("OPENAI_API_KEY"):
             extra["api_key"] = "not-needed"  # local OpenAI-compatible servers accept any key
         return ChatOpenAI(
@@ -42,3 +42,14 @@ def load_teacher(
 
         return HuggingFaceChatModel.from_pretrained(name, gguf_file=gguf_file, temperature=temperature, max_new_tokens=max_tokens)
     raise ValueError(f"unknown teacher {spec!r}; use openai:MODEL or hf:PATH")
+
+
+def _async_http_client():
+    try:
+        import openai
+
+        return openai.DefaultAioHttpClient()
+    except (ImportError, RuntimeError, AttributeError):
+        import httpx
+
+        return httpx.AsyncClient(limits=httpx.Limits(max_connections=256))
