@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (KardDataError, FileExistsError) as e:
+    except (KardDataError, FileExistsError, ValueError) as e:  # bad input or usage: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
 

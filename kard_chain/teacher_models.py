@@ -19,7 +19,7 @@ def load_teacher(
     timeout: float = 60.0,
     gguf_file: str | None = None,
 ) -> BaseChatModel:
-    """A chat model for ``spec``. The OpenAI key is read from ``OPENAI_API_KEY`` by the client
+    """A chat model for ``spec`` (``hf:`` also takes a ``.gguf`` file). The OpenAI key is read from ``OPENAI_API_KEY`` by the client
     and is never stored here; the client's own retries are off (``kard teach`` retries)."""
     kind, _, name = spec.partition(":")
     if kind == "openai" and name:
@@ -38,8 +38,12 @@ def load_teacher(
             model=name, base_url=base_url, temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=0, **extra
         )
     if kind == "hf" and name:
+        from pathlib import Path
+
         from kard_chain.chat_models.huggingface import HuggingFaceChatModel
 
+        if name.endswith(".gguf"):  # hf:path/to/model.gguf loads the GGUF file from its folder
+            name, gguf_file = str(Path(name).parent), Path(name).name
         return HuggingFaceChatModel.from_pretrained(name, gguf_file=gguf_file, temperature=temperature, max_new_tokens=max_tokens)
     raise ValueError(f"unknown teacher {spec!r}; use openai:MODEL or hf:PATH")
 
