@@ -163,17 +163,18 @@ def build_teacher_chain(
     # RunnableParallel to carry it costs about a quarter of the per-example CPU. The prompt
     # still runs as a child Runnable with the step's config, so its configurable
     # alternatives apply and show in the chain's config_specs.
+    def generate_kwargs(messages: list[BaseMessage], config: RunnableConfig) -> dict[str, Any]:
+        if one_request:
+            return {"messages": [messages], "n": n, "callbacks": config.get("callbacks")}
+        return {"messages": [messages] * n, "callbacks": config.get("callbacks")}
+
     def sample_and_parse(example: Example, config: RunnableConfig) -> list[Rationale]:
-        messages: list[BaseMessage] = prompt.invoke(prompt_inputs(example), config).to_messages()
-        batch = [messages] if one_request else [messages] * n
-        extra = {"n": n} if one_request else {}
-        return parse(example, texts_of(chat_model.generate(batch, callbacks=config.get("callbacks"), **extra)))
+        messages = prompt.invoke(prompt_inputs(example), config).to_messages()
+        return parse(example, texts_of(chat_model.generate(**generate_kwargs(messages, config))))
 
     async def asample_and_parse(example: Example, config: RunnableConfig) -> list[Rationale]:
-        messages: list[BaseMessage] = (await prompt.ainvoke(prompt_inputs(example), config)).to_messages()
-        batch = [messages] if one_request else [messages] * n
-        extra = {"n": n} if one_request else {}
-        return parse(example, texts_of(await chat_model.agenerate(batch, callbacks=config.get("callbacks"), **extra)))
+        messages = (await prompt.ainvoke(prompt_inputs(example), config)).to_messages()
+        return parse(example, texts_of(await chat_model.agenerate(**generate_kwargs(messages, config))))
 
     return (
         _step(as_example, "example") | RunnableLambda(sample_and_parse, afunc=asample_and_parse, name="prompt_model_parse")
