@@ -1,0 +1,99 @@
+"""Reranker training candidates: for each (question, rationale) pair, the passages BM25 finds
+with the rationale and with the question, all scored by BM25(rationale, passage).
+
+The scores are the KARD reranker's targets: seeing only the question, it learns to rank
+passages the way BM25 ranks them for the rationale. Candidates go to an append-only JSONL
+store (see :mod:`kard_chain.jsonl_store`), so an interrupted build resumes where it stopped::
+
+    pairs = rationale_pairs(examples, read_rationales("rationales.jsonl"))
+    build_candidates(pairs, BM25Retriever.load("index/"), "candidates.jsonl", k=20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from tqdm.auto import tqdm
+
+from kard_chain.jsonl_store import JsonlStore
+from kard_chain.rationale_cache import TeacherRecord
+from kard_chain.records import Example
+from kard_chain.retrievers.bm25 import BM25Retriever
+
+
+class RationalePair(BaseModel):
+    """A question with one of its rationales."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    """``{example id}#{rationale index}``."""
+    example_id: str
+    question: str
+    rationale: str
+
+
+class CandidateSet(BaseModel):
+    """The candidate passages of one (question, rationale) pair with their BM25 targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    """The pair's id."""
+    example_id: str
+    question: str
+    rationale: str
+    passage_ids: list[str]
+    """Rationale-retrieved passages first (in BM25 order), then the question-retrieved ones not already in."""
+    rationale_scores: list[float]
+    """BM25(rationale, passage) for each passage: the training target."""
+    from_rationale: list[bool]
+    """Whether each passage was retrieved with the rationale (else only with the question)."""
+
+
+def rationale_pairs(
+    examples: Iterable[Example], teacher: Mapping[str, TeacherRecord] | None = None, *, reference: bool = False
+) -> list[RationalePair]:
+    """Pairs from the teacher's kept rationales and/or the examples' reference rationales."""
+    pairs = []
+    for ex in examples:
+        texts = [r.text for r in teacher[ex.id].kept] if teacher and ex.id in teacher else []
+        if reference and ex.reference_rationale:
+            texts.append(ex.reference_rationale)
+        pairs += [RationalePair(id=f"{ex.id}#{i}", example_id=ex.id, question=ex.question, rationale=t) for i, t in enumerate(texts)]
+    return pairs
+
+
+def build_candidates(
+    pairs: Sequence[RationalePair],
+    retriever: BM25Retriever,
+    path: str | Path,
+    *,
+    k: int = 20,
+    batch_size: int = 256,
+    show_progress: bool = True,
+) -> dict[str, CandidateSet]:
+    """Build (or finish building) the candidate store at ``path``; returns all its sets."""
+    with JsonlStore.open(path, CandidateSet) as store:
+        todo = [p for p in pairs if p.id not in store]
+        bar = tqdm(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)
+        for lo in range(0, len(todo), batch_size):
+            batch = todo[lo : lo + batch_size]
+            by_rationale = retriever.search([p.rationale for p in batch], k)
+            by_question = retriever.search([p.question for p in batch], k)
+            for pair, r_docs, q_docs in zip(batch, by_rationale, by_question):
+                r_ids = [d.metadata["id"] for d in r_docs]
+                seen = set(r_ids)
+                ids = r_ids + [i for i in (d.metadata["id"] for d in q_docs) if i not in seen]
+                store.append(
+                    CandidateSet(
+                        id=pair.id, example_id=pair.example_id, question=pair.question, rationale=pair.rationale,
+                        passage_ids=ids, rationale_scores=retriever.score(pair.rationale, ids),
+                        from_rationale=[i < len(r_ids) for i in range(len(ids))],
+                    )
+                )
+            bar.update(len(batch))
+        bar.close()
+        return dict(store.records)
