@@ -145,7 +145,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     try:
         summaries = asyncio.run(run_all())
     except TeacherStopped as e:
-        print(f"error: the teacher stopped the run ({e}); finished examples are kept in {out.parent}", file=sys.stderr)
+        kept_in = ", ".join(map(str, paths.values()))
+        print(f"error: the teacher stopped the run ({e}); finished examples are kept in {kept_in}", file=sys.stderr)
         return 3
     if args.compare:
         rows = {v: s.row() for v, s in summaries.items()}
