@@ -1,0 +1,87 @@
+"""LangChain faces of the KARD reranker: a document compressor and a reranking retriever.
+
+    compressor = KardRerankerCompressor(reranker=KardReranker.from_pretrained("reranker/"), top_n=5)
+    retriever = RerankingRetriever(base_retriever=BM25Retriever.load("index/"), compressor=compressor, candidates=100, k=5)
+    retriever.invoke("Could a goat be a source of cheese?")   # metadata["rerank_score"] on each
+
+With ``vectors`` (stored passage vectors from :class:`~kard_chain.passage_vectors.PassageVectors`)
+a late-interaction reranker encodes only the question; passages missing from the store are
+encoded on the fly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+
+class KardRerankerCompressor(BaseDocumentCompressor):
+    """Keeps the ``top_n`` documents by KARD reranker score (``metadata["rerank_score"]``)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    reranker: Any = Field(repr=False)
+    """A :class:`~kard_chain.reranker_model.KardReranker`."""
+    vectors: Any = Field(default=None, repr=False)
+    """Optional :class:`~kard_chain.passage_vectors.PassageVectors` for stored passage embeddings."""
+    top_n: int = Field(default=4, ge=1)
+    """Documents to keep."""
+
+    def scores(self, query: str, documents: Sequence[Document]) -> list[float]:
+        """The reranker's score of each document for ``query``."""
+        if not documents:
+            return []
+        ids = [d.metadata.get("id", d.id) for d in documents]
+        if self.vectors is not None and all(i in self.vectors for i in ids):
+            return self._stored_maxsim(query, ids)
+        return self.reranker.score([query], [[d.page_content for d in documents]])[0]
+
+    def _stored_maxsim(self, query: str, ids: list[str]) -> list[float]:
+        import torch
+
+        with torch.no_grad():
+            q, q_mask = self.reranker.embed_questions([query])
+        q = q[0][q_mask[0]].cpu().numpy()  # (Lq, d), real tokens only
+        tokens, starts = self.vectors.gather(ids)  # (T, d)
+        best = np.maximum.reduceat(tokens @ q.T, starts, axis=0)  # (C, Lq): best passage token per question token
+        return best.sum(axis=1).tolist()
+
+    def compress_documents(self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None) -> Sequence[Document]:
+        return _best(documents, self.scores(query, documents), self.top_n)
+
+
+class RerankingRetriever(BaseRetriever):
+    """Fetches ``candidates`` passages from any first-stage retriever and returns the ``k``
+    the KARD reranker scores highest, with ``metadata["rerank_score"]``."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    base_retriever: BaseRetriever
+    """First stage (BM25, Chroma or any LangChain retriever); asked for ``candidates`` where it takes ``k``."""
+    compressor: KardRerankerCompressor
+    """The reranker."""
+    candidates: int = Field(default=100, ge=1)
+    """Passages fetched from the first stage."""
+    k: int = Field(default=4, ge=1)
+    """Passages returned."""
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        docs = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()}, k=self.candidates)
+        return _best(docs, self.compressor.scores(query, docs), k or self.k)
+
+
+def _best(documents: Sequence[Document], scores: list[float], n: int) -> list[Document]:
+    """The ``n`` best documents by score, highest first, each with ``metadata["rerank_score"]``."""
+    order = sorted(range(len(documents)), key=lambda i: -scores[i])[:n]
+    return [
+        Document(page_content=documents[i].page_content, id=documents[i].id, metadata={**documents[i].metadata, "rerank_score": scores[i]})
+        for i in order
+    ]
