@@ -158,6 +158,13 @@ def cmd_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_reranker(args: argparse.Namespace) -> int:
+    from kard_chain.reranker_trainer import RerankerTrainingConfig, config_from_args, train_reranker
+
+    train_reranker(config_from_args(RerankerTrainingConfig, args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-in", type=float, help="USD per million input tokens")
     p.add_argument("--price-out", type=float, help="USD per million output tokens")
     p.set_defaults(fn=cmd_teach)
+
+    from kard_chain.reranker_trainer import RerankerTrainingConfig, add_config_flags
+
+    p = sub.add_parser("train-reranker", help="train the KARD reranker on a candidate store (see trainers/reranker.py)")
+    add_config_flags(p, RerankerTrainingConfig)
+    p.set_defaults(fn=cmd_train_reranker)
     return parser
 
 

@@ -5,7 +5,8 @@ import torch
 from kard_chain.reranker_model import KardReranker, RerankerConfig
 
 
-def tiny_reranker(scoring, words):
+def tiny_encoder(words, dropout=0.1):
+    """A 2-layer BERT and a word-level tokenizer over ``words``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -21,5 +22,11 @@ def tiny_reranker(scoring, words):
                                         unk_token="[UNK]", mask_token="[MASK]")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=48, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=96, max_position_embeddings=128)
-    return KardReranker(BertModel(config), tokenizer, RerankerConfig(scoring=scoring, dim=32))
+                        intermediate_size=96, max_position_embeddings=128, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
+    return BertModel(config), tokenizer
+
+
+def tiny_reranker(scoring, words):
+    """A KardReranker (projection or head of 32) on :func:`tiny_encoder`."""
+    return KardReranker(*tiny_encoder(words), RerankerConfig(scoring=scoring, dim=32))

@@ -1,0 +1,91 @@
+"""The reranker trainer: steps, checkpoints, resume, evaluation, and two accelerate processes."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from kard_chain import BM25Retriever, Example, Passage  # noqa: E402
+from kard_chain.rerank_candidates import build_candidates, rationale_pairs  # noqa: E402
+from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker  # noqa: E402
+from tests.unit_tests.tiny_models import tiny_encoder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+PLACES = ["marsh", "tundra", "canyon", "reef", "steppe", "delta"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trainer")
+    names = [f"zorb{i}" for i in range(30)]
+    passages = [Passage(id=n, text=f"{n} lives in the {PLACES[i % 6]} near the river") for i, n in enumerate(names)]
+    passages += [Passage(id=f"filler{i}", text=f"the river {PLACES[i % 6]} is wide") for i in range(10)]
+    retriever = BM25Retriever.build(passages, tmp / "index", show_progress=False)
+    examples = [Example(id=n, question=f"where does {n} live", reference_rationale=f"{n} lives in the {PLACES[i % 6]}") for i, n in enumerate(names)]
+    build_candidates(rationale_pairs(examples, reference=True), retriever, tmp / "cands.jsonl", k=4, show_progress=False)
+    words = sorted({w for p in passages for w in p.text.split()} | {"where", "does", "live"})
+    encoder, tokenizer = tiny_encoder(words, dropout=0.0)
+    encoder.save_pretrained(tmp / "encoder")
+    tokenizer.save_pretrained(tmp / "encoder")
+    return tmp
+
+
+def config(setup, out, **kw):
+    base = dict(encoder=str(setup / "encoder"), candidates=setup / "cands.jsonl", index=setup / "index", output_dir=out,
+                dim=16, batch_size=4, candidates_per_set=4, save_every=2, eval_fraction=0.2, learning_rate=1e-3)
+    return RerankerTrainingConfig(**{**base, **kw})
+
+
+def test_train_checkpoint_resume_and_evaluate(setup, tmp_path, capsys):
+    straight = tmp_path / "straight"
+    metrics = train_reranker(config(setup, straight, max_steps=6))
+    assert sorted(p.name for p in straight.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    first = load_file(straight / "checkpoint-2" / "head.safetensors")["weight"]
+    last = load_file(straight / "checkpoint-6" / "head.safetensors")["weight"]
+    assert not torch.equal(first, last)
+    assert metrics["sets"] > 0 and set(metrics["reranker"]) == {"hits@1", "hits@3", "hits@5"}
+    assert "bm25_question" in capsys.readouterr().out
+    assert json.loads((straight / "metrics.json").read_text()) == metrics
+    assert (straight / "final" / "reranker.json").is_file()
+
+    # a run interrupted after its step-4 checkpoint resumes there and ends where the straight run did
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    for name in ("checkpoint-2", "checkpoint-4"):
+        shutil.copytree(straight / name, resumed / name)
+    train_reranker(config(setup, resumed, max_steps=6))
+    assert "resuming from" in capsys.readouterr().out
+    for name in ("head", "encoder"):
+        a = load_file(straight / "checkpoint-6" / f"{name}.safetensors")
+        b = load_file(resumed / "checkpoint-6" / f"{name}.safetensors")
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_refuses_a_non_empty_folder(setup, tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        train_reranker(config(setup, tmp_path / "x", max_steps=1))
+
+
+def test_two_cpu_processes_under_accelerate(setup, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "trainers" / "reranker.py"),
+           "--encoder", str(setup / "encoder"), "--candidates", str(setup / "cands.jsonl"), "--index", str(setup / "index"),
+           "--output-dir", str(out), "--dim", "16", "--batch-size", "2", "--candidates-per-set", "4", "--max-steps", "3",
+           "--save-every", "3", "--eval-fraction", "0.2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "checkpoint-3" / "head.safetensors").is_file() and (out / "final" / "reranker.json").is_file()
+    assert done.stdout.count("step 1/3 loss") == 1  # printed by the main process only

@@ -1,0 +1,19 @@
+"""Train the KARD reranker (see kard_chain.reranker_trainer for the config fields).
+
+    python trainers/reranker.py --encoder ENCODER --candidates candidates.jsonl --index index/ --output-dir out/
+    accelerate launch --num_processes 2 --cpu trainers/reranker.py --config reranker.json
+"""
+
+import argparse
+
+from kard_chain.reranker_trainer import RerankerTrainingConfig, add_config_flags, config_from_args, train_reranker
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, RerankerTrainingConfig)
+    train_reranker(config_from_args(RerankerTrainingConfig, parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
