@@ -57,6 +57,8 @@ class PassageVectors:
         """Encode every passage with ``reranker`` (late interaction) and save the folder."""
         import torch
 
+        from kard_chain.reranker_model import reranker_text
+
         if reranker.config.scoring != "late_interaction":
             raise ValueError("passage vectors need a late-interaction reranker")
         ids: list[str] = []
@@ -67,7 +69,7 @@ class PassageVectors:
 
         def flush() -> None:
             with torch.no_grad():
-                emb, mask = reranker.embed_passages([p.text for p in batch])
+                emb, mask = reranker.embed_passages([reranker_text(p.title, p.text) for p in batch])
             for e, m in zip(emb, mask):
                 chunks.append(e[m].cpu().numpy().astype(np.float16))
                 lengths.append(int(m.sum()))

@@ -30,6 +30,11 @@ from torch.nn import functional as F
 Scoring = Literal["late_interaction", "cross_encoder"]
 
 
+def reranker_text(title: str, text: str) -> str:
+    """How a passage is shown to the reranker, in training and at inference alike."""
+    return f"{title}: {text}" if title else text
+
+
 class RerankerConfig(BaseModel):
     """What defines a reranker besides its encoder's weights."""
 

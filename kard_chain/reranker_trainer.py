@@ -116,7 +116,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
 
     from kard_chain.bm25_index import BM25Index
     from kard_chain.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
-    from kard_chain.reranker_model import KardReranker, RerankerConfig
+    from kard_chain.reranker_model import KardReranker, RerankerConfig, reranker_text
 
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
     out = config.output_dir
@@ -135,7 +135,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
     def passage_text(pid: str) -> str:
         if pid not in text:
             p = index.passages.get(index.row_of[pid])
-            text[pid] = f"{p.title}: {p.text}" if p.title else p.text
+            text[pid] = reranker_text(p.title, p.text)
         return text[pid]
 
     rconf = RerankerConfig(scoring=config.scoring, dim=config.dim, max_question_tokens=config.max_question_tokens,

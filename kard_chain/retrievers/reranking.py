@@ -40,7 +40,9 @@ class KardRerankerCompressor(BaseDocumentCompressor):
         ids = [d.metadata.get("id", d.id) for d in documents]
         if self.vectors is not None and all(i in self.vectors for i in ids):
             return self._stored_maxsim(query, ids)
-        return self.reranker.score([query], [[d.page_content for d in documents]])[0]
+        from kard_chain.reranker_model import reranker_text
+
+        return self.reranker.score([query], [[reranker_text(d.metadata.get("title", ""), d.page_content) for d in documents]])[0]
 
     def _stored_maxsim(self, query: str, ids: list[str]) -> list[float]:
         import torch
