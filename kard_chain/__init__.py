@@ -19,6 +19,10 @@ _EXPORTS = {
     "Example": "kard_chain.records",
     "HashingEmbeddings": "kard_chain.embeddings",
     "KardDataError": "kard_chain.errors",
+    "KardReranker": "kard_chain.reranker_model",
+    "KardRerankerCompressor": "kard_chain.retrievers.reranking",
+    "PassageVectors": "kard_chain.passage_vectors",
+    "RerankingRetriever": "kard_chain.retrievers.reranking",
     "Passage": "kard_chain.records",
     "Rationale": "kard_chain.records",
     "HuggingFaceChatModel": "kard_chain.chat_models.huggingface",
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
     from kard_chain.embeddings import HashingEmbeddings
     from kard_chain.errors import KardDataError
     from kard_chain.knowledge import load_passages
+    from kard_chain.passage_vectors import PassageVectors
+    from kard_chain.reranker_model import KardReranker
+    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
     from kard_chain.records import Example, Passage, Rationale
     from kard_chain.retrievers.bm25 import BM25Retriever
     from kard_chain.retrievers.chroma import ChromaRetriever
