@@ -26,9 +26,10 @@ from kard_chain.knowledge import read_strategyqa_paragraphs
 from kard_chain.passage_vectors import PassageVectors
 from kard_chain.pretrained import minilm_path
 from kard_chain.rerank_candidates import build_candidates, rationale_pairs
-from kard_chain.reranker_model import KardReranker, RerankerConfig
+from kard_chain.reranker_model import KardReranker
 from kard_chain.reranker_trainer import RerankerTrainingConfig, is_held_out, train_reranker
 from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
+from rerank_bench import latency_table  # benchmarks/ is on the path when run as a script
 
 
 def recall(ranked: list[str], gold: set[str], k: int) -> float:
@@ -82,18 +83,15 @@ def main() -> None:
 
     stored = RerankingRetriever(base_retriever=bm25, compressor=KardRerankerCompressor(reranker=reranker, vectors=vectors),
                                 candidates=args.rerank_candidates, k=10)
-    rows = {"BM25(question)": [], "reranker over BM25(question) top 100": [], "BM25(facts), ceiling": []}
-    latencies = []
+    rows: dict[str, list] = {}
     for ex in held_out:
-        gold = set(ex.evidence_ids)
-        rows["BM25(question)"].append([d.metadata["id"] for d in bm25.invoke(ex.question, k=10)])
-        t = time.perf_counter()
-        reranked = stored.invoke(ex.question)
-        latencies.append(time.perf_counter() - t)
-        rows["reranker over BM25(question) top 100"].append([d.metadata["id"] for d in reranked])
-        rows["BM25(facts), ceiling"].append([d.metadata["id"] for d in bm25.invoke(ex.reference_rationale or ex.question, k=10)])
-        for name in rows:
-            rows[name][-1] = (rows[name][-1], gold)
+        ranked = {
+            "BM25(question)": bm25.invoke(ex.question, k=10),
+            "reranker over BM25(question) top 100": stored.invoke(ex.question),
+            "BM25(facts), ceiling": bm25.invoke(ex.reference_rationale or ex.question, k=10),
+        }
+        for name, docs in ranked.items():
+            rows.setdefault(name, []).append(([d.metadata["id"] for d in docs], set(ex.evidence_ids)))
     print(f"\n{'held-out questions: recall of gold evidence':<42}{'R@1':>8}{'R@5':>8}{'R@10':>8}")
     for name, results in rows.items():
         cells = [statistics.mean(recall(r, g, k) for r, g in results) for k in (1, 5, 10)]
@@ -101,28 +99,8 @@ def main() -> None:
 
     print(f"\ntraining: {train_s:.0f} s for {args.max_steps} steps of {args.batch_size} sets x {args.candidates_per_set} candidates "
           f"(0 s if an earlier run's model was reused)")
-    print(f"passage vectors: {vectors_s:.0f} s for {len(vectors.ids)} passages, {vectors.bytes_per_passage / 1024:.1f} KiB per passage "
-          f"(fp16, dim {vectors.meta['dim']}, {vectors.vectors.shape[0] / len(vectors.ids):.0f} tokens on average)")
-    sample = held_out[:20]
-    live = RerankingRetriever(base_retriever=bm25, compressor=KardRerankerCompressor(reranker=reranker), candidates=args.rerank_candidates, k=10)
-    cross = RerankingRetriever(
-        base_retriever=bm25,
-        compressor=KardRerankerCompressor(reranker=KardReranker.from_encoder(str(encoder), RerankerConfig(scoring="cross_encoder", max_passage_tokens=args.max_passage_tokens))),
-        candidates=args.rerank_candidates, k=10,
-    )
-    print(f"\nreranking {args.rerank_candidates} candidates per question (median, including BM25's first stage):")
-    print(f"  late interaction, stored passage vectors   {statistics.median(latencies) * 1000:8.1f} ms  ({len(latencies)} questions)")
-    for name, retriever, n in (("late interaction, passages encoded live", live, 10), ("cross-encoder (latency only)", cross, 5)):
-        times = []
-        for ex in sample[:n]:
-            t = time.perf_counter()
-            retriever.invoke(ex.question)
-            times.append(time.perf_counter() - t)
-        print(f"  {name:<42} {statistics.median(times) * 1000:8.1f} ms  ({n} questions)")
-    t = time.perf_counter()
-    for ex in sample:
-        bm25.invoke(ex.question)
-    print(f"  BM25 first stage alone                     {(time.perf_counter() - t) / len(sample) * 1000:8.1f} ms")
+    print(f"passage vectors: {vectors_s:.0f} s to encode {len(vectors.ids)} passages")
+    print("\n" + latency_table(bm25, reranker, vectors, encoder, [e.question for e in held_out[:100]], args.rerank_candidates, args.max_passage_tokens))
 
 
 if __name__ == "__main__":

@@ -350,10 +350,10 @@ def _build_arrays(
     doc_lengths = np.concatenate(lengths)
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
-    for i, counts in enumerate(per_chunk):  # earlier chunks saw a smaller vocabulary
+    for counts in per_chunk:  # earlier chunks saw a smaller vocabulary
         counts.resize((counts.shape[0], n_terms))
     by_term = sp.vstack(per_chunk, format="csr").tocsc()
-    del per_chunk
+    per_chunk.clear()
     indptr = by_term.indptr.astype(np.int64)
     docs = by_term.indices.astype(np.int32)
     tf = by_term.data
