@@ -158,6 +158,21 @@ def cmd_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from kard_chain.datasets import load_dataset
+    from kard_chain.rationale_cache import read_rationales
+    from kard_chain.rerank_candidates import build_candidates, rationale_pairs
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    if not args.rationales and not args.reference:
+        raise KardDataError("give --rationales FILE (a teacher cache), --reference, or both")
+    examples = load_dataset(args.dataset, args.data_dir, split=args.split)
+    pairs = rationale_pairs(examples, read_rationales(args.rationales) if args.rationales else None, reference=args.reference)
+    sets = build_candidates(pairs, BM25Retriever.load(args.index), args.out, k=args.k)
+    print(f"{len(sets)} candidate sets for {len(pairs)} (question, rationale) pairs in {args.out}")
+    return 0
+
+
 def cmd_train_reranker(args: argparse.Namespace) -> int:
     from kard_chain.reranker_trainer import RerankerTrainingConfig, config_from_args, train_reranker
 
@@ -222,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-in", type=float, help="USD per million input tokens")
     p.add_argument("--price-out", type=float, help="USD per million output tokens")
     p.set_defaults(fn=cmd_teach)
+
+    p = sub.add_parser("candidates", help="build the reranker's training candidates (resumable)")
+    p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
+    p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
+    p.add_argument("--split", default="train")
+    p.add_argument("--index", required=True, help="BM25 index folder")
+    p.add_argument("--rationales", help="teacher cache (kard teach --out)")
+    p.add_argument("--reference", action="store_true", help="also use the dataset's reference rationales (StrategyQA facts...)")
+    p.add_argument("-k", type=int, default=20, help="passages per query, by rationale and by question (default 20)")
+    p.add_argument("--out", required=True, help="candidate store (JSONL)")
+    p.set_defaults(fn=cmd_candidates)
 
     from kard_chain.reranker_trainer import RerankerTrainingConfig, add_config_flags
 

@@ -48,3 +48,15 @@ def test_build_resumes(tmp_path):
     sets = build_candidates(pairs, retriever, path, show_progress=False)
     assert sorted(sets) == ["q0#0", "q1#0", "q2#0"]
     assert path.read_text().startswith(first) and len(path.read_text().splitlines()) == 3
+
+
+def test_cli_builds_candidates(fixtures, tmp_path, capsys):
+    from kard_chain.cli import main
+
+    index = tmp_path / "index"
+    assert main(["index", "--corpus", str(fixtures / "strategyqa" / "strategyqa_train_paragraphs.json"), "--out", str(index)]) == 0
+    out = tmp_path / "c.jsonl"
+    args = ["candidates", "--dataset", "strategyqa", "--data-dir", str(fixtures / "strategyqa"), "--index", str(index), "--out", str(out)]
+    assert main(args) == 2 and "--rationales" in capsys.readouterr().err
+    assert main([*args, "--reference", "-k", "2"]) == 0
+    assert "2 candidate sets for 2" in capsys.readouterr().out
