@@ -63,6 +63,12 @@ class RerankerTrainingConfig(BaseModel):
     save_every: int = Field(default=200, ge=1)
     eval_fraction: float = Field(default=0.1, ge=0, lt=1)
     """Share of examples held out for evaluation (by a hash of the example id)."""
+    lora_r: int | None = Field(default=None, ge=1)
+    """Train LoRA adapters of this rank (peft) instead of the whole encoder; merged into it at the end."""
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None
+    """Modules that get adapters (default: peft's choice for the architecture)."""
     max_question_tokens: int = 64
     max_passage_tokens: int = 256
     seed: int = 0
@@ -142,8 +148,18 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
                            max_passage_tokens=config.max_passage_tokens)
     torch.manual_seed(config.seed)
     model = KardReranker.from_encoder(config.encoder, rconf)
+    if config.lora_r:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError:
+            from kard_chain.errors import MissingExtraError
+
+            raise MissingExtraError("peft", "lora") from None
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=config.lora_target_modules)
+        model.encoder = get_peft_model(model.encoder, lora)
     head = [p for n, p in model.named_parameters() if n.startswith("head.")]
-    body = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
     optimizer = torch.optim.AdamW(
         [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": config.head_learning_rate}], weight_decay=config.weight_decay
     )
@@ -230,7 +246,10 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
             break
     save_checkpoint()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(out / "final")
+        final = accelerator.unwrap_model(model)
+        if config.lora_r:
+            final.encoder = final.encoder.merge_and_unload()  # a plain encoder: loads without peft
+        final.save_pretrained(out / "final")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     accelerator.wait_for_everyone()
     return metrics

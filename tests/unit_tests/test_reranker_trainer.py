@@ -70,6 +70,20 @@ def test_train_checkpoint_resume_and_evaluate(setup, tmp_path, capsys):
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_lora_trains_adapters_and_saves_a_plain_encoder(setup, tmp_path):
+    pytest.importorskip("peft")
+    from kard_chain.reranker_model import KardReranker
+
+    out = tmp_path / "lora"
+    train_reranker(config(setup, out, max_steps=3, lora_r=4, eval_fraction=0.0))
+    encoder_keys = load_file(out / "checkpoint-2" / "encoder.safetensors")
+    assert any("lora_" in k for k in encoder_keys)
+    merged = KardReranker.from_pretrained(out / "final")
+    original = KardReranker.from_encoder(str(setup / "encoder"))
+    changed = [n for (n, a), (_, b) in zip(merged.encoder.named_parameters(), original.encoder.named_parameters()) if not torch.equal(a, b)]
+    assert changed and all("attention" in n for n in changed)  # only the adapted (query/value) weights moved
+
+
 def test_refuses_a_non_empty_folder(setup, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
