@@ -71,7 +71,7 @@ def main() -> None:
     sqa = args.data_dir / "strategyqa"
     if not (work / "index" / "index.json").is_file():
         BM25Retriever.build(read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), work / "index", show_progress=False)
-    bm25 = BM25Retriever.load(work / "index")
+    bm25 = BM25Retriever.load(work / "index", k=args.candidates)
     encoder = minilm_path(work / "models")
     trained = work / "reranker" / "final"
     reranker = KardReranker.from_pretrained(trained) if trained.is_dir() else KardReranker.from_encoder(str(encoder))

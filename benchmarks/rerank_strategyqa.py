@@ -72,13 +72,16 @@ def main() -> None:
         eval_fraction=args.eval_fraction, max_passage_tokens=args.max_passage_tokens, save_every=max(args.max_steps, 1),
     )
     t = time.perf_counter()
-    if not (work / "reranker" / "final" / "reranker.json").is_file():
+    trained_now = not (work / "reranker" / "final" / "reranker.json").is_file()
+    if trained_now:
         train_reranker(config)
     train_s = time.perf_counter() - t
     reranker = KardReranker.from_pretrained(work / "reranker" / "final")
     t = time.perf_counter()
-    vectors = PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), work / "vectors",
-                                   overwrite=True, show_progress=False)
+    if trained_now or not (work / "vectors" / "meta.json").is_file():
+        PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), work / "vectors",
+                             overwrite=True, show_progress=False)
+    vectors = PassageVectors.load(work / "vectors")
     vectors_s = time.perf_counter() - t
 
     stored = RerankingRetriever(base_retriever=bm25, compressor=KardRerankerCompressor(reranker=reranker, vectors=vectors),
@@ -99,7 +102,7 @@ def main() -> None:
 
     print(f"\ntraining: {train_s:.0f} s for {args.max_steps} steps of {args.batch_size} sets x {args.candidates_per_set} candidates "
           f"(0 s if an earlier run's model was reused)")
-    print(f"passage vectors: {vectors_s:.0f} s to encode {len(vectors.ids)} passages")
+    print(f"passage vectors: {vectors_s:.0f} s to encode {len(vectors.ids)} passages (0 s if reused)")
     print("\n" + latency_table(bm25, reranker, vectors, encoder, [e.question for e in held_out[:100]], args.rerank_candidates, args.max_passage_tokens))
 
 
