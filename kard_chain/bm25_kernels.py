@@ -113,7 +113,7 @@ if HAVE_NUMBA:
                 for d in range(n_docs):
                     v = acc[d]
                     if v != 0.0:  # a zero score is no match
-                        if size < k or v > heap_v[0] or (v == heap_v[0] and d < heap_r[0]):
+                        if size < k or _worse(heap_v[0], heap_r[0], v, d):
                             size = _push(heap_v, heap_r, size, v, d)
                         acc[d] = 0.0
             else:
@@ -130,7 +130,7 @@ if HAVE_NUMBA:
                 for i in range(n):
                     d = touched[i]
                     v = acc[d]
-                    if v != 0.0 and (size < k or v > heap_v[0] or (v == heap_v[0] and d < heap_r[0])):
+                    if v != 0.0 and (size < k or _worse(heap_v[0], heap_r[0], v, d)):
                         size = _push(heap_v, heap_r, size, v, d)
                     acc[d] = 0.0
                     seen[d] = False

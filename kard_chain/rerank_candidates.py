@@ -52,6 +52,11 @@ class CandidateSet(BaseModel):
     from_rationale: list[bool]
     """Whether each passage was retrieved with the rationale (else only with the question)."""
 
+    @property
+    def best(self) -> int:
+        """Position of the rationale's best passage (highest BM25(rationale, passage))."""
+        return max(range(len(self.passage_ids)), key=self.rationale_scores.__getitem__)
+
 
 def rationale_pairs(
     examples: Iterable[Example], teacher: Mapping[str, TeacherRecord] | None = None, *, reference: bool = False

@@ -97,7 +97,7 @@ def is_held_out(example_id: str, fraction: float) -> bool:
 
 def sample_candidates(c: CandidateSet, n: int, share: float, rng: random.Random) -> tuple[list[str], list[float]]:
     """``n`` candidates mixing rationale- and question-retrieved passages; the best by target is always kept."""
-    best = max(range(len(c.passage_ids)), key=c.rationale_scores.__getitem__)
+    best = c.best
     by_r = [i for i, r in enumerate(c.from_rationale) if r and i != best]
     by_q = [i for i, r in enumerate(c.from_rationale) if not r and i != best]
     want_r = min(len(by_r), round((n - 1) * share))
@@ -200,7 +200,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
         unwrapped = accelerator.unwrap_model(model)
         gold, by_bm25, by_model = [], [], []
         for c in held_out:
-            gold.append(max(range(len(c.passage_ids)), key=c.rationale_scores.__getitem__))
+            gold.append(c.best)
             q_scores = index.score(c.question, c.passage_ids)
             by_bm25.append(sorted(range(len(q_scores)), key=lambda i: -q_scores[i]))
             m_scores = unwrapped.score([c.question], [[passage_text(p) for p in c.passage_ids]])[0]

@@ -175,13 +175,12 @@ async def teach(
     ``max_retries`` retries is left out (a rerun tries it again). A non-retryable error
     raises :class:`TeacherStopped` after the workers stop; finished records stay in the cache.
     """
-    for record in cache:  # a cache holds one configuration's records: never mix two
-        if (record.task, record.mode, record.prompt, record.model) != (task, mode, prompt, model):
-            raise ValueError(
-                f"{cache.path} holds records made with task={record.task}, mode={record.mode}, prompt={record.prompt}, "
-                f"model={record.model}; this run is task={task}, mode={mode}, prompt={prompt}, model={model}. Use another output file."
-            )
-        break
+    first = next(iter(cache), None)  # a cache holds one configuration's records: never mix two
+    if first is not None and (first.task, first.mode, first.prompt, first.model) != (task, mode, prompt, model):
+        raise ValueError(
+            f"{cache.path} holds records made with task={first.task}, mode={first.mode}, prompt={first.prompt}, "
+            f"model={first.model}; this run is task={task}, mode={mode}, prompt={prompt}, model={model}. Use another output file."
+        )
     summary = TeachSummary(examples=len(examples), price=price)
     todo = [ex for ex in examples if ex.id not in cache]
     summary.skipped = len(examples) - len(todo)
