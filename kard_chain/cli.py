@@ -174,7 +174,8 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reranker(args: argparse.Namespace) -> int:
-    from kard_chain.reranker_trainer import RerankerTrainingConfig, config_from_args, train_reranker
+    from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker
+    from kard_chain.training import config_from_args
 
     train_reranker(config_from_args(RerankerTrainingConfig, args))
     return 0
@@ -249,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="candidate store (JSONL)")
     p.set_defaults(fn=cmd_candidates)
 
-    from kard_chain.reranker_trainer import RerankerTrainingConfig, add_config_flags
+    from kard_chain.reranker_trainer import RerankerTrainingConfig
+    from kard_chain.training import add_config_flags
 
     p = sub.add_parser("train-reranker", help="train the KARD reranker on a candidate store (see trainers/reranker.py)")
     add_config_flags(p, RerankerTrainingConfig)

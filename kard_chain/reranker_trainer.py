@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kard_chain.jsonl_store import read_records
 from kard_chain.rerank_candidates import CandidateSet
+from kard_chain.training import checkpoints_in, epoch_batches, load_training_state, save_training_state
 
 
 class RerankerTrainingConfig(BaseModel):
@@ -76,20 +77,6 @@ class RerankerTrainingConfig(BaseModel):
 
 
 
-def add_config_flags(parser, model: type[BaseModel]) -> None:
-    """One ``--field-name`` flag per config field, plus ``--config FILE`` (JSON)."""
-    parser.add_argument("--config", type=Path, help="JSON file with the config; flags override it")
-    for name, field in model.model_fields.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=(field.description or "").split(".")[0] or None)
-
-
-def config_from_args(model: type[BaseModel], args) -> BaseModel:
-    """The config from ``--config`` and the flags given (pydantic converts the strings)."""
-    values = json.loads(args.config.read_text()) if args.config else {}
-    values.update({k: v for k, v in vars(args).items() if k in model.model_fields and v is not None})
-    return model(**values)
-
-
 def is_held_out(example_id: str, fraction: float) -> bool:
     """A stable split by example id: the same example is always on the same side."""
     return int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
@@ -126,9 +113,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
 
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum)
     out = config.output_dir
-    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if out.is_dir() else []
-    if out.is_dir() and any(out.iterdir()) and not checkpoints and not config.overwrite_output_dir:
-        raise FileExistsError(f"{out} is not empty and holds no checkpoint; set overwrite_output_dir to train into it")
+    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
 
     sets = list(read_records(config.candidates, CandidateSet).values())
     train = [c for c in sets if not is_held_out(c.example_id, config.eval_fraction)]
@@ -176,10 +161,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
         last = checkpoints[-1]
         model.encoder.load_state_dict(load_file(last / "encoder.safetensors"))
         model.head.load_state_dict(load_file(last / "head.safetensors"))
-        state = torch.load(last / "optimizer.pt", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step = json.loads((last / "trainer_state.json").read_text())["step"]
+        step = load_training_state(last, optimizer, scheduler)["step"]
         accelerator.print(f"resuming from {last} at step {step}")
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
@@ -193,8 +175,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
             unwrapped = accelerator.unwrap_model(model)
             save_file({k: v.contiguous() for k, v in unwrapped.encoder.state_dict().items()}, ckpt / "encoder.safetensors")
             save_file({k: v.contiguous() for k, v in unwrapped.head.state_dict().items()}, ckpt / "head.safetensors")
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, ckpt / "optimizer.pt")
-            (ckpt / "trainer_state.json").write_text(json.dumps({"step": step, "config": config.model_dump(mode="json")}))
+            save_training_state(ckpt, optimizer, scheduler, step, config)
 
     def evaluate() -> dict:
         unwrapped = accelerator.unwrap_model(model)
@@ -211,11 +192,7 @@ def train_reranker(config: RerankerTrainingConfig) -> dict:
     model.train()
     micro = 0
     for epoch in range(10**9):
-        rng = random.Random(config.seed * 1000 + epoch)
-        order = rng.sample(train, len(train))
-        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        batches = batches[: len(batches) - len(batches) % accelerator.num_processes]  # same count per process (DDP)
-        batches = batches[accelerator.process_index :: accelerator.num_processes]
+        batches, rng = epoch_batches(train, config.batch_size, config.seed, epoch, accelerator)
         for batch in batches:
             micro += 1
             sampled = [sample_candidates(c, config.candidates_per_set, config.rationale_share, rng) for c in batch]

@@ -6,7 +6,8 @@
 
 import argparse
 
-from kard_chain.reranker_trainer import RerankerTrainingConfig, add_config_flags, config_from_args, train_reranker
+from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker
+from kard_chain.training import add_config_flags, config_from_args
 
 
 def main() -> None:
