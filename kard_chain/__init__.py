@@ -15,6 +15,14 @@ _EXPORTS = {
     "BM25Params": "kard_chain.bm25_index",
     "BM25Retriever": "kard_chain.retrievers.bm25",
     "BM25Tokenizer": "kard_chain.tokenizer",
+    "DecoderLLM": "kard_chain.student_llm",
+    "StudentFormatter": "kard_chain.student_format",
+    "StudentTrainingConfig": "kard_chain.student_trainer",
+    "T5LLM": "kard_chain.student_llm",
+    "answer_tool": "kard_chain.chains",
+    "build_kard_chain": "kard_chain.chains",
+    "build_rd_chain": "kard_chain.chains",
+    "train_student": "kard_chain.student_trainer",
     "ChromaRetriever": "kard_chain.retrievers.chroma",
     "Example": "kard_chain.records",
     "HashingEmbeddings": "kard_chain.embeddings",
@@ -40,6 +48,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from kard_chain.bm25_index import BM25Index, BM25Params, build_index
+    from kard_chain.chains import answer_tool, build_kard_chain, build_rd_chain
+    from kard_chain.student_format import StudentFormatter
+    from kard_chain.student_llm import DecoderLLM, T5LLM
+    from kard_chain.student_trainer import StudentTrainingConfig, train_student
     from kard_chain.chat_models.huggingface import HuggingFaceChatModel
     from kard_chain.prompts import load_teacher_prompts
     from kard_chain.rationale_cache import RationaleCache, TeacherRecord

@@ -1,4 +1,5 @@
-"""The ``kard`` command line: ``kard quickstart``, ``kard index``, ``kard search``."""
+"""The ``kard`` command line: ``kard quickstart``, ``index``, ``search``, ``teach``, ``candidates``,
+``train-reranker``, ``train-student``, ``evaluate``, ``ask``."""
 
 from __future__ import annotations
 
@@ -181,6 +182,73 @@ def cmd_train_reranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_student(args: argparse.Namespace) -> int:
+    from kard_chain.student_trainer import StudentTrainingConfig, train_student
+    from kard_chain.training import config_from_args
+
+    metrics = train_student(config_from_args(StudentTrainingConfig, args))
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _student_chain(args: argparse.Namespace):
+    """The chain a student folder calls for: KARD with retrieval (reranked where given), else RD."""
+    from kard_chain.chains import student_settings, build_kard_chain, build_rd_chain
+    from kard_chain.student_llm import T5LLM
+
+    fields = {"n": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size}
+    llm = T5LLM.from_pretrained(args.student, **fields)
+    method = student_settings(llm).get("method", "kard")
+    if method != "kard":
+        return build_rd_chain(llm, n=args.n)
+    if not args.index:
+        raise KardDataError(f"the student in {args.student} reads passages: give --index")
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    k = args.k or student_settings(llm).get("k", 3)
+    retriever = BM25Retriever.load(args.index, k=k)
+    if args.reranker:
+        from kard_chain.reranker_model import KardReranker
+        from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
+
+        retriever = RerankingRetriever(base_retriever=BM25Retriever.load(args.index, k=args.candidates),
+                                       compressor=KardRerankerCompressor(reranker=KardReranker.from_pretrained(args.reranker), top_n=k),
+                                       candidates=args.candidates, k=k)
+    return build_kard_chain(retriever, llm, k=k, n=args.n)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from kard_chain.datasets import load_dataset
+    from kard_chain.evaluation import evaluate_chain
+
+    examples = load_dataset(args.dataset, args.data_dir, split=args.split)[: args.limit]
+    summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size)
+    print(f"{args.dataset} {args.split}: {summary.format()}; per-example records in {args.out}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    result = _student_chain(args).invoke(args.question)
+    for rank, p in enumerate(result["passages"], 1):
+        print(f"  [{rank}] {p['id']}  {p['title']}: {p['text'][:200]}")
+    for r in result["rationales"]:
+        print(f"  - ({r['answer']}) {r['text']}")
+    print(f"answer: {result['answer']}  votes: {result['votes']}")
+    return 0
+
+
+def _add_student_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--student", required=True, help="student folder (kard train-student's output_dir/final)")
+    p.add_argument("--index", help="BM25 index folder (students trained with passages)")
+    p.add_argument("--reranker", help="trained KARD reranker folder: rerank the BM25 candidates")
+    p.add_argument("--candidates", type=int, default=100, help="BM25 candidates for the reranker (default 100)")
+    p.add_argument("-k", type=int, help="passages per question (default: as trained)")
+    p.add_argument("-n", type=int, default=5, help="rationales sampled per question (default 5)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +324,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-reranker", help="train the KARD reranker on a candidate store (see trainers/reranker.py)")
     add_config_flags(p, RerankerTrainingConfig)
     p.set_defaults(fn=cmd_train_reranker)
+
+    from kard_chain.student_trainer import StudentTrainingConfig
+
+    p = sub.add_parser("train-student", help="train the student: kard, rd or ft (see trainers/student.py)")
+    add_config_flags(p, StudentTrainingConfig)
+    p.set_defaults(fn=cmd_train_student)
+
+    p = sub.add_parser("evaluate", help="answer a dataset split with a trained student; accuracy with a 95%% interval")
+    _add_student_flags(p)
+    p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
+    p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="first N examples only")
+    p.add_argument("--out", required=True, help="per-example JSONL (a rerun skips finished examples)")
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("ask", help="answer one question with a trained student, showing passages and rationales")
+    _add_student_flags(p)
+    p.add_argument("question")
+    p.set_defaults(fn=cmd_ask)
     return parser
 
 

@@ -16,6 +16,9 @@ Teacher prompts are TOML files ``prompts/teacher/{task}/{variant}.toml``::
 
 Users add variants by putting files in a folder of their own: ``DIR/{task}/{variant}.toml``
 or ``DIR/{variant}.toml``.
+
+Student prompts are ``prompts/student/{variant}.toml`` (see :class:`StudentPrompt`): the
+templates of the student's input and target, shared by the trainer and the inference chain.
 """
 
 from __future__ import annotations
@@ -79,14 +82,39 @@ class TeacherPrompt(BaseModel):
     examples: list[Demonstration] = Field(default_factory=list)
 
 
-def _read_prompt(file: Path) -> TeacherPrompt:
+class StudentPrompt(BaseModel):
+    """Templates of the student's input and target, as read from ``prompts/student/*.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    source: str
+    """The input: ``{question}``, ``{options}`` and ``{knowledge}`` (the last two may render empty)."""
+    options: str
+    """The options block, around ``{options}``."""
+    option: str
+    """One option: ``{letter}``, ``{text}``."""
+    knowledge: str
+    """The knowledge block, around ``{passages}``."""
+    passage: str
+    """One passage: ``{number}``, ``{id}``, ``{title}``, ``{text}``."""
+    passage_separator: str = " "
+    omitted: str
+    """Said in the input when passages were left out for length: ``{count}``."""
+    target: str
+    """Rationale and answer: ``{rationale}``, ``{answer}``."""
+    answer_only: str
+    """The plain fine-tuning target: ``{answer}``."""
+
+
+def _read_prompt(file: Path, model: type[BaseModel] = TeacherPrompt) -> BaseModel:
     try:
         with file.open("rb") as f:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise KardDataError(f"invalid TOML ({e})", path=file) from None
     try:
-        return TeacherPrompt(**data)
+        return model(**data)
     except ValidationError as e:
         err = e.errors()[0]
         raise KardDataError(err["msg"], path=file, field=".".join(map(str, err["loc"]))) from None
@@ -110,3 +138,14 @@ def load_teacher_prompts(task: str, extra_dir: str | Path | None = None) -> dict
     if "default" not in variants:
         raise KardDataError(f"no default.toml prompt for task {task!r}", path=folders[0])
     return variants
+
+
+def load_student_prompt(variant: str = "default", extra_dir: str | Path | None = None) -> StudentPrompt:
+    """The student prompt ``variant``: ``extra_dir/{variant}.toml`` if present, else the shipped one."""
+    candidates = ([Path(extra_dir) / f"{variant}.toml"] if extra_dir is not None else []) + [
+        prompts_root() / "student" / f"{variant}.toml"
+    ]
+    for file in candidates:
+        if file.is_file():
+            return _read_prompt(file, StudentPrompt)
+    raise KardDataError(f"no student prompt {variant!r}", path=candidates[0])

@@ -1,0 +1,169 @@
+"""The KARD inference chain: retrieve -> format -> sample n rationales -> parse -> majority vote.
+
+    from kard_chain import BM25Retriever, T5LLM, build_kard_chain
+    chain = build_kard_chain(BM25Retriever.load("index/"), T5LLM.from_pretrained("student/final"), k=3, n=5)
+    chain.invoke("Could a goat be a source of cheese?")
+    # {"answer": "yes", "votes": {"yes": 4, "no": 1}, "rationales": [...], "passages": [{"id": ...}, ...]}
+
+Any retriever works (a :class:`~kard_chain.retrievers.reranking.RerankingRetriever` where a
+reranker was trained). Input: a question string, an :class:`~kard_chain.records.Example`, or a
+dict with ``question`` (and ``options``). ``invoke``, ``batch`` (one retriever batch and one
+``generate`` call for all questions) and ``ainvoke`` work. Ties in the vote go to the answer
+whose rationales have the highest summed log-probability (``generation_info["logprob"]``), or
+to the answer seen first where the LLM reports none.
+
+The chain is also a tool for agents (``langchain.agents.create_agent(model, tools=[tool])``)::
+
+    tool = answer_tool(chain)   # args: question, options (optional); returns the chain's output as JSON
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable, RunnableConfig, RunnablePassthrough
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field
+
+from kard_chain.records import Example
+from kard_chain.student_format import StudentFormatter, as_passage
+from kard_chain.teacher import _step, parse_answer
+
+
+def majority_vote(answers: list[str | None], logprobs: list[float | None] | None = None) -> tuple[str | None, dict[str, int]]:
+    """The most frequent answer and the vote counts (``None`` answers do not vote).
+
+    Ties go to the highest summed log-probability of the tied answers' samples when every
+    sample has one, else to the answer seen first.
+    """
+    votes = Counter(a for a in answers if a is not None)
+    if not votes:
+        return None, {}
+    top = max(votes.values())
+    tied = [a for a in dict.fromkeys(a for a in answers if a is not None) if votes[a] == top]  # first-seen order
+    if len(tied) > 1 and logprobs is not None and all(lp is not None for lp in logprobs):
+        mass = {a: sum(lp for x, lp in zip(answers, logprobs) if x == a) for a in tied}
+        tied.sort(key=lambda a: -mass[a])
+    return tied[0], dict(votes)
+
+
+def _as_query(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"question": value, "options": None}
+    example = value if isinstance(value, Example) else Example.model_validate({"id": "query", **value})
+    return {"question": example.question, "options": example.options}
+
+
+class _SampleAndVote(Runnable[dict, dict]):
+    """Formats each question (with its passages), samples n rationales in one ``generate`` call for
+    a whole batch, parses and votes."""
+
+    def __init__(self, llm: Any, formatter: StudentFormatter, k: int, n: int) -> None:
+        self.llm, self.formatter, self.k, self.n = llm, formatter, k, n
+        self.name = "sample_and_vote"
+
+    def _prompt(self, x: dict) -> tuple[str, list]:
+        docs = list(x.get("docs") or [])[: self.k]
+        return self.formatter.source(x["question"], x["options"], docs).text, docs
+
+    def _result(self, x: dict, docs: list, generations: list) -> dict:
+        answers = [parse_answer(g.text, x["options"]) for g in generations]
+        logprobs = [(g.generation_info or {}).get("logprob") for g in generations]
+        answer, votes = majority_vote(answers, logprobs)
+        rationales = [{"text": g.text.strip(), "answer": a, "logprob": lp} for g, a, lp in zip(generations, answers, logprobs)]
+        passages = []
+        for d in docs:
+            p = as_passage(d)
+            passages.append({"id": p.id, "title": p.title, "text": p.text, "score": d.metadata.get("rerank_score", d.metadata.get("score"))})
+        return {"answer": answer, "votes": votes, "rationales": rationales, "passages": passages}
+
+    def _run(self, inputs: list[dict], run_manager: list) -> list[dict]:
+        # one generate call for the batch, traced under the first input's run
+        prompts = [self._prompt(x) for x in inputs]
+        result = self.llm.generate([p for p, _ in prompts], n=self.n, callbacks=run_manager[0].get_child())
+        return [self._result(x, docs, gens) for x, (_, docs), gens in zip(inputs, prompts, result.generations)]
+
+    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
+        return self.batch([input], config)[0]
+
+    def batch(self, inputs: list[dict], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[dict]:
+        if not inputs:
+            return []
+        return self._batch_with_config(self._run, inputs, config, return_exceptions=return_exceptions)
+
+    async def ainvoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
+        async def run(x: dict, run_manager) -> dict:
+            prompt, docs = self._prompt(x)
+            result = await self.llm.agenerate([prompt], n=self.n, callbacks=run_manager.get_child())
+            return self._result(x, docs, result.generations[0])
+
+        return await self._acall_with_config(run, input, config)
+
+
+def student_settings(llm: Any) -> dict:
+    """The training config saved with a student (``kard_student.json``), where there is one."""
+    from kard_chain.student_trainer import STUDENT_CONFIG
+
+    file = Path(getattr(llm, "model_id", "") or ".") / STUDENT_CONFIG
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def default_formatter(llm: Any) -> StudentFormatter:
+    """The formatter the student was trained with (from ``kard_student.json``), else the default one."""
+    s = student_settings(llm)
+    return StudentFormatter.load(s.get("prompt", "default"), s.get("prompts_dir"), tokenizer=getattr(llm, "tokenizer", None),
+                                 max_passage_tokens=s.get("max_passage_tokens", 384))
+
+
+def build_kard_chain(
+    retriever: BaseRetriever, llm: Any, k: int | None = None, n: int = 5, formatter: StudentFormatter | None = None
+) -> Runnable:
+    """A Runnable mapping a question to ``{"answer", "votes", "rationales", "passages"}``.
+
+    ``k`` passages from ``retriever`` go into the student's input (default: the ``k`` the
+    student was trained with, else 3); ``n`` rationales are sampled and voted on. ``llm`` is
+    any LangChain LLM that returns several generations per prompt for ``n`` (:class:`T5LLM`).
+    """
+    k = k or student_settings(llm).get("k", 3)
+    if n < 1 or k < 1:
+        raise ValueError("n and k must be at least 1")
+    formatter = formatter or default_formatter(llm)
+    return (
+        _step(_as_query, "question")
+        | RunnablePassthrough.assign(docs=itemgetter("question") | retriever)
+        | _SampleAndVote(llm, formatter, k, n)
+    ).with_config(run_name="kard_chain")
+
+
+def build_rd_chain(llm: Any, n: int = 5, formatter: StudentFormatter | None = None) -> Runnable:
+    """The baseline without knowledge (reasoning distillation or plain fine-tuning): same output, no passages."""
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    return (_step(_as_query, "question") | _SampleAndVote(llm, formatter or default_formatter(llm), 1, n)).with_config(run_name="rd_chain")
+
+
+class QuestionArgs(BaseModel):
+    """The answer tool's arguments."""
+
+    question: str = Field(description="The question, in full")
+    options: dict[str, str] | None = Field(default=None, description='Answer options by letter, e.g. {"A": "...", "B": "..."}')
+
+
+def answer_tool(chain: Runnable, name: str = "kard_answer",
+                description: str = "Answers a knowledge question by reading retrieved passages; returns the voted "
+                                   "answer, the votes, the rationales and the cited passages (with ids).") -> StructuredTool:
+    """A LangChain tool around a KARD (or RD) chain, for agents."""
+
+    def run(question: str, options: dict[str, str] | None = None) -> str:
+        return json.dumps(chain.invoke({"question": question, "options": options}))
+
+    async def arun(question: str, options: dict[str, str] | None = None) -> str:
+        return json.dumps(await chain.ainvoke({"question": question, "options": options}))
+
+    return StructuredTool.from_function(func=run, coroutine=arun, name=name, description=description, args_schema=QuestionArgs)

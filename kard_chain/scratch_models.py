@@ -1,0 +1,48 @@
+"""Models built from a config, with a tokenizer trained on your own text: no download.
+
+For tests, the offline demo and experiments on a laptop::
+
+    tokenizer = word_tokenizer(texts)                # word-level, trained on the texts
+    model = scratch_t5(tokenizer, d_model=128, layers=3)
+    model.save_pretrained("student0/"); tokenizer.save_pretrained("student0/")
+    # then: kard train-student --model student0/ ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+SPECIALS = ["<pad>", "</s>", "<unk>"]
+
+
+def word_tokenizer(texts: Iterable[str], min_frequency: int = 1, max_vocab: int = 32000) -> Any:
+    """A word-level fast tokenizer (lower-cased words and punctuation) trained on ``texts``;
+    ``<pad>`` is id 0 and ``</s>`` is appended to every encoded text, as T5 expects."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    trainer = trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=min_frequency, vocab_size=max_vocab)
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def scratch_t5(tokenizer: Any, d_model: int = 128, layers: int = 3, heads: int = 4, d_ff: int | None = None,
+               dropout: float = 0.1, seed: int = 0) -> Any:
+    """A randomly initialised ``T5ForConditionalGeneration`` sized for ``tokenizer``."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=d_model, d_kv=d_model // heads, d_ff=d_ff or 4 * d_model, num_layers=layers,
+        num_decoder_layers=layers, num_heads=heads, dropout_rate=dropout, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id, feed_forward_proj="relu",
+        tie_word_embeddings=True,
+    )
+    return T5ForConditionalGeneration(config)

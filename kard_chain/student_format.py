@@ -1,0 +1,116 @@
+"""The one formatter of the student's text: the trainer and the inference chain both use it.
+
+    fmt = StudentFormatter.load(tokenizer=tokenizer, max_passage_tokens=384)
+    source = fmt.source(question, options, passages)     # StudentInput: .text, .passage_ids, ...
+    target = fmt.target(rationale, answer, options)      # "... So the answer is (B) text."
+
+Templates come from ``prompts/student/{variant}.toml``. Passages share a token budget
+equally; a passage longer than its share is cut at a token boundary (and ends in "..."). When
+the budget cannot give each passage ``min_passage_tokens``, the last passages are left out and
+the input says how many.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kard_chain.prompts import StudentPrompt, load_student_prompt
+from kard_chain.records import Passage
+from kard_chain.teacher import format_answer
+
+
+@dataclass
+class StudentInput:
+    """The student's input text and what became of the passages on the way in."""
+
+    text: str
+    passage_ids: list[str] = field(default_factory=list)
+    """Ids of the passages in the input, in order."""
+    truncated: int = 0
+    """Passages cut to fit their share of the token budget."""
+    omitted: int = 0
+    """Passages left out for length (stated in the text)."""
+
+
+def as_passage(doc: Any) -> Passage:
+    """A :class:`Passage` from a Passage or a LangChain ``Document`` (id and title from metadata)."""
+    if isinstance(doc, Passage):
+        return doc
+    meta = doc.metadata or {}
+    return Passage(id=str(meta.get("id", doc.id or "")) or "?", title=meta.get("title", ""), text=doc.page_content)
+
+
+class StudentFormatter:
+    """Renders (question, options, passages) into the student's input and (rationale, answer) into its target."""
+
+    def __init__(
+        self,
+        prompt: StudentPrompt,
+        tokenizer: Any = None,
+        max_passage_tokens: int = 384,
+        min_passage_tokens: int = 32,
+    ) -> None:
+        if max_passage_tokens < 1 or min_passage_tokens < 1:
+            raise ValueError("max_passage_tokens and min_passage_tokens must be positive")
+        self.prompt = prompt
+        self.tokenizer = tokenizer
+        self.max_passage_tokens = max_passage_tokens
+        self.min_passage_tokens = min_passage_tokens
+
+    @classmethod
+    def load(cls, variant: str = "default", prompts_dir: str | Path | None = None, **kwargs: Any) -> StudentFormatter:
+        """The formatter of prompt file ``variant`` (a user's ``prompts_dir`` first)."""
+        return cls(load_student_prompt(variant, prompts_dir), **kwargs)
+
+    def source(self, question: str, options: dict[str, str] | None = None, passages: Sequence[Any] = ()) -> StudentInput:
+        """The input for a question; ``passages`` (Passage or Document) are left out entirely when empty."""
+        p = self.prompt
+        opts = ""
+        if options:
+            opts = p.options.format(options=" ".join(p.option.format(letter=k, text=v) for k, v in options.items()))
+        passages = [as_passage(d) for d in passages]
+        knowledge, shown, truncated = "", [], 0
+        if passages:
+            fit = max(1, min(len(passages), self.max_passage_tokens // self.min_passage_tokens))
+            share = self.max_passage_tokens // fit
+            rendered = []
+            for number, passage in enumerate(passages[:fit], 1):
+                text, cut = self._cut(passage.text, share)
+                truncated += cut
+                rendered.append(p.passage.format(number=number, id=passage.id, title=passage.title, text=text))
+                shown.append(passage.id)
+            if len(passages) > fit:
+                rendered.append(p.omitted.format(count=len(passages) - fit))
+            knowledge = p.knowledge.format(passages=p.passage_separator.join(rendered))
+        text = p.source.format(question=question.strip(), options=opts, knowledge=knowledge)
+        return StudentInput(text=text, passage_ids=shown, truncated=truncated, omitted=len(passages) - len(shown))
+
+    def target(self, rationale: str | None, answer: str, options: dict[str, str] | None = None) -> str:
+        """Rationale + answer, or the answer alone when ``rationale`` is ``None`` (plain fine-tuning)."""
+        shown = format_answer(answer, options)
+        if rationale is None:
+            return self.prompt.answer_only.format(answer=shown)
+        return self.prompt.target.format(rationale=strip_final_answer(rationale), answer=shown)
+
+    def _cut(self, text: str, budget: int) -> tuple[str, bool]:
+        """``text`` cut to ``budget`` tokens (words without a tokenizer) at a token boundary."""
+        text = text.strip()
+        if self.tokenizer is None:
+            words = text.split()
+            return (text, False) if len(words) <= budget else (" ".join(words[:budget]) + " ...", True)
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = enc["offset_mapping"]
+        if len(offsets) <= budget:
+            return text, False
+        return text[: offsets[budget - 1][1]].rstrip() + " ...", True
+
+
+def strip_final_answer(rationale: str) -> str:
+    """The rationale without a closing "So the answer is ..." sentence (the target adds its own)."""
+    text = rationale.strip()
+    m = re.search(r"(?:^|(?<=[.!?]))\s*(?:so,?\s+|thus,?\s+|therefore,?\s+)?the\s+(?:correct\s+|final\s+)?answer\s+is\b[^\n]*$", text, re.I)
+    return text[: m.start()].strip() if m and m.start() > 0 else text

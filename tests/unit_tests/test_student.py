@@ -1,0 +1,177 @@
+"""The student end to end on a tiny T5: it learns to read, trains and resumes, loads, and serves (offline)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from kard_chain import BM25Retriever, T5LLM, build_kard_chain, build_rd_chain  # noqa: E402
+from kard_chain.cli import main as kard  # noqa: E402
+from kard_chain.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
+from kard_chain.student_llm import DecoderLLM  # noqa: E402
+from kard_chain.student_trainer import StudentTrainingConfig, train_student  # noqa: E402
+from tests.unit_tests.copy_task import copy_task, write_jsonl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+VOCAB = "question : options : knowledge : so the answer is ( a ) ( b ) ( c ) ( d ) red blue green yellow [ 1 ] [ 2 ] ..."
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("student")
+    train, test, passages = copy_task(n_train=240, n_test=40)
+    write_jsonl(tmp / "train.jsonl", train)
+    write_jsonl(tmp / "test.jsonl", test)
+    BM25Retriever.build(passages, tmp / "index")
+    tok = word_tokenizer([p.text for p in passages] + [e.question for e in train + test] + [VOCAB])
+    for name, dropout in (("init", 0.0), ("init_dropout", 0.1)):  # dropout slows this tiny task down
+        scratch_t5(tok, d_model=64, layers=2, heads=4, dropout=dropout).save_pretrained(tmp / name)
+        tok.save_pretrained(tmp / name)
+    return tmp, test
+
+
+def config(setup_dir, out, **kw):
+    values = dict(model=str(setup_dir / "init"), output_dir=out, dataset="jsonl", data_dir=setup_dir / "train.jsonl",
+                  reference=True, index=setup_dir / "index", k=1, batch_size=16, learning_rate=3e-3, max_steps=150,
+                  save_every=1000)
+    return StudentTrainingConfig(**{**values, **kw})
+
+
+def accuracy(chain, examples):
+    return sum(o["answer"] == e.answer for o, e in zip(chain.batch(examples), examples)) / len(examples)
+
+
+def test_a_student_that_reads_the_passage_answers_unseen_entities_and_one_without_cannot(setup):
+    tmp, test = setup
+    kard_run = train_student(config(tmp, tmp / "kard", method="kard", max_steps=200), show_progress=False)
+    train_student(config(tmp, tmp / "rd", method="rd", max_steps=200), show_progress=False)
+    assert kard_run["last_loss"] < kard_run["first_loss"] / 3
+    kard_llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=3, max_new_tokens=24, temperature=0.5)
+    rd_llm = T5LLM.from_pretrained(tmp / "rd" / "final", n=3, max_new_tokens=24, temperature=0.5)
+    kard_acc = accuracy(build_kard_chain(BM25Retriever.load(tmp / "index"), kard_llm), test)  # k=1 from kard_student.json
+    rd_acc = accuracy(build_rd_chain(rd_llm, n=3), test)
+    # 40 held-out entities, 4 options: chance is 0.25
+    assert kard_acc >= 0.8, kard_acc
+    assert rd_acc <= 0.5, rd_acc
+
+
+def test_saved_student_loads_with_its_config_and_the_kv_cache_on(setup):
+    tmp, _ = setup
+    out = tmp / "roundtrip"
+    train_student(config(tmp, out, method="kard", max_steps=5, gradient_checkpointing=True), show_progress=False)
+    final = out / "final"
+    saved = json.loads((final / "kard_student.json").read_text())
+    assert saved["method"] == "kard" and saved["k"] == 1
+    llm = T5LLM.from_pretrained(final, do_sample=False, max_new_tokens=8)
+    assert llm.model.config.use_cache is True
+    from transformers import AutoModelForSeq2SeqLM
+
+    again = AutoModelForSeq2SeqLM.from_pretrained(final).eval()
+    prompt = "question: what colour is the x ?"
+    ids = llm.tokenizer(prompt, return_tensors="pt")
+    expected = llm.tokenizer.decode(again.generate(**ids, max_new_tokens=8, do_sample=False)[0], skip_special_tokens=True)
+    assert llm.invoke(prompt) == expected
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_weights(setup, monkeypatch):
+    from kard_chain import student_trainer
+
+    tmp, _ = setup
+    kw = dict(method="rd", max_steps=12, save_every=5, batch_size=8, model=str(tmp / "init_dropout"))  # dropout: RNG state resumes too
+    train_student(config(tmp, tmp / "straight", **kw), show_progress=False)
+
+    calls = {"n": 0}
+    original = student_trainer.Collator.__call__
+
+    def crash_at_batch_8(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(student_trainer.Collator, "__call__", crash_at_batch_8)
+    with pytest.raises(KeyboardInterrupt):
+        train_student(config(tmp, tmp / "resumed", **kw), show_progress=False)
+    monkeypatch.setattr(student_trainer.Collator, "__call__", original)
+    assert sorted(p.name for p in (tmp / "resumed").glob("checkpoint-*")) == ["checkpoint-5"]
+    resumed = train_student(config(tmp, tmp / "resumed", **kw), show_progress=False)
+    assert resumed["steps"] == 7 and resumed["step"] == 12
+    a = load_file(tmp / "straight" / "final" / "model.safetensors")
+    b = load_file(tmp / "resumed" / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_t5llm_samples_n_per_prompt_in_batches_with_stops_and_streams(setup):
+    tmp, _ = setup
+    llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=4, max_new_tokens=24, batch_size=2)
+    prompts = [f"question: what colour is the {w} ?" for w in ("a", "b", "c")]
+    result = llm.generate(prompts)
+    assert [len(g) for g in result.generations] == [4, 4, 4]
+    assert all(isinstance(g.generation_info["logprob"], float) and g.generation_info["logprob"] < 0 for gs in result.generations for g in gs)
+    greedy = llm.invoke(prompts[0], do_sample=False)
+    assert "answer" in greedy
+    assert "".join(llm.stream(prompts[0], do_sample=False)) == greedy
+    cut = llm.invoke(prompts[0], do_sample=False, stop=["answer"])
+    assert cut == greedy[: greedy.index("answer")]
+    assert "".join(llm.stream(prompts[0], do_sample=False, stop=["answer"])) == cut
+    with pytest.raises(TypeError, match="unknown generation parameter"):
+        llm.invoke(prompts[0], beams=3)
+
+
+def test_decoder_only_student_trains_and_samples(tmp_path, setup):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tmp, _ = setup
+    tok = word_tokenizer([(tmp / "train.jsonl").read_text(), VOCAB])
+    torch.manual_seed(0)
+    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    gpt.save_pretrained(tmp_path / "gpt")
+    tok.save_pretrained(tmp_path / "gpt")
+    run = train_student(config(tmp, tmp_path / "out", model=str(tmp_path / "gpt"), method="ft", max_steps=40), show_progress=False)
+    assert run["last_loss"] < run["first_loss"]
+    llm = DecoderLLM.from_pretrained(tmp_path / "out" / "final", n=3, max_new_tokens=6)
+    gens = llm.generate(["question: what colour is the x ?", "question: what ?"]).generations
+    assert [len(g) for g in gens] == [3, 3] and all(g.generation_info["logprob"] < 0 for g in gens[0])
+
+
+def test_two_cpu_processes_under_accelerate(setup):
+    tmp, _ = setup
+    out = tmp / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / "trainers" / "student.py"),
+           "--model", str(tmp / "init"), "--output-dir", str(out), "--method", "kard", "--dataset", "jsonl",
+           "--data-dir", str(tmp / "train.jsonl"), "--reference", "true", "--index", str(tmp / "index"), "--k", "1",
+           "--batch-size", "4", "--max-steps", "3", "--save-every", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "checkpoint-2" / "optimizer.pt").is_file() and (out / "final" / "kard_student.json").is_file()
+    assert done.stdout.count("trained kard to step 3") == 1  # printed by the main process only
+
+
+def test_cli_trains_evaluates_and_asks(setup, capsys):
+    tmp, test = setup
+    common = ["--model", str(tmp / "init"), "--dataset", "jsonl", "--data-dir", str(tmp / "train.jsonl")]
+    assert kard(["train-student", *common, "--method", "ft", "--output-dir", str(tmp / "cli_ft"), "--max-steps", "3"]) == 0
+    assert kard(["train-student", *common, "--method", "kard", "--output-dir", str(tmp / "bad")]) == 2
+    assert "needs rationales" in capsys.readouterr().err
+    args = ["--student", str(tmp / "kard" / "final"), "--index", str(tmp / "index"), "-n", "3", "--max-new-tokens", "24"]
+    out = tmp / "eval.jsonl"
+    assert kard(["evaluate", *args, "--dataset", "jsonl", "--data-dir", str(tmp / "test.jsonl"), "--limit", "10", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 10 and {"gold", "votes", "answer", "passage_ids", "correct"} <= set(records[0])
+    share = sum(r["correct"] for r in records) / 10
+    assert f"accuracy {share:.3f} (95% CI" in printed
+    assert kard(["ask", *args, test[0].question]) == 0
+    printed = capsys.readouterr().out
+    assert test[0].evidence_ids[0] in printed and "answer: " in printed
