@@ -105,6 +105,8 @@ class StudentPrompt(BaseModel):
     """Rationale and answer: ``{rationale}``, ``{answer}``."""
     answer_only: str
     """The plain fine-tuning target: ``{answer}``."""
+    choice: str = "({letter}) {text}"
+    """A multiple-choice answer inside the target: ``{letter}``, ``{text}``."""
 
 
 def _read_prompt(file: Path, model: type[BaseModel] = TeacherPrompt) -> BaseModel:

@@ -2,7 +2,7 @@
 
     fmt = StudentFormatter.load(tokenizer=tokenizer, max_passage_tokens=384)
     source = fmt.source(question, options, passages)     # StudentInput: .text, .passage_ids, ...
-    target = fmt.target(rationale, answer, options)      # "... So the answer is (B) text."
+    target = fmt.target(rationale, answer, options)      # "... So the answer is text (B)."
 
 Templates come from ``prompts/student/{variant}.toml``. Passages share a token budget
 equally; a passage longer than its share is cut at a token boundary (and ends in "..."). When
@@ -20,7 +20,6 @@ from typing import Any
 
 from kard_chain.prompts import StudentPrompt, load_student_prompt
 from kard_chain.records import Passage
-from kard_chain.teacher import format_answer
 
 
 @dataclass
@@ -91,7 +90,7 @@ class StudentFormatter:
 
     def target(self, rationale: str | None, answer: str, options: dict[str, str] | None = None) -> str:
         """Rationale + answer, or the answer alone when ``rationale`` is ``None`` (plain fine-tuning)."""
-        shown = format_answer(answer, options)
+        shown = self.prompt.choice.format(letter=answer, text=options[answer]) if options and answer in options else answer
         if rationale is None:
             return self.prompt.answer_only.format(answer=shown)
         return self.prompt.target.format(rationale=strip_final_answer(rationale), answer=shown)

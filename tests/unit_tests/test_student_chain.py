@@ -64,8 +64,8 @@ def test_formatter_counts_tokens_with_the_students_tokenizer():
 def test_target_ends_in_the_answers_words():
     fmt = StudentFormatter.load()
     opts = {"A": "red", "B": "blue"}
-    assert fmt.target("The sky is blue. So the answer is (B).", "B", opts) == "The sky is blue. So the answer is (B) blue."
-    assert fmt.target(None, "B", opts) == "(B) blue" and fmt.target(None, "yes", None) == "yes"
+    assert fmt.target("The sky is blue. So the answer is (B).", "B", opts) == "The sky is blue. So the answer is blue (B)."
+    assert fmt.target(None, "B", opts) == "blue (B)" and fmt.target(None, "yes", None) == "yes"
 
 
 @pytest.fixture
@@ -161,4 +161,4 @@ def test_kard_pairs_need_a_retriever_and_rationales(world):
     with pytest.raises(ValueError, match="no rationales"):
         student_pairs("rd", [Example(id="x", question="q?", answer="yes")], fmt)
     ft = student_pairs("ft", train, fmt)
-    assert len(ft) == len(train) and ft[0].target == f"({train[0].answer}) {train[0].options[train[0].answer]}"
+    assert len(ft) == len(train) and ft[0].target == f"{train[0].options[train[0].answer]} ({train[0].answer})"
