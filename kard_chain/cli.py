@@ -237,6 +237,22 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kard_chain.demo import run_demo
+
+    teacher = name = None
+    if args.teacher:
+        from kard_chain.teacher import build_teacher_chain, model_name
+        from kard_chain.teacher_models import load_teacher
+
+        model = load_teacher(args.teacher, base_url=args.base_url, temperature=0.7, max_tokens=256, timeout=60.0)
+        teacher, name = build_teacher_chain(model, "generic", mode="rationalize", n=args.teacher_n), model_name(model)
+    out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
+    run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
+             chroma=not args.no_chroma)
+    return 0
+
+
 def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="student folder (kard train-student's output_dir/final)")
     p.add_argument("--index", help="BM25 index folder (students trained with passages)")
@@ -257,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="index folder (default: a temporary folder)")
     p.add_argument("-k", type=int, default=3, help="passages per question (default 3)")
     p.set_defaults(fn=cmd_quickstart)
+
+    p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here)")
+    p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 15 minutes on 2 cores)")
+    p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun skips finished stages")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help="training steps per student (default: the size's budget)")
+    p.add_argument("-n", type=int, default=5, help="rationales sampled per question (default 5)")
+    p.add_argument("--teacher", help="a real teacher instead of the reference rationales: openai:MODEL or hf:PATH")
+    p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
+    p.add_argument("--teacher-n", type=int, default=3, help="rationales per question from --teacher (default 3)")
+    p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
+    p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("index", help="index a corpus (JSONL, StrategyQA paragraphs JSON, or .txt files)")
     p.add_argument("--corpus", required=True, help="corpus file or folder of .txt files")

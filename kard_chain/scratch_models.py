@@ -46,3 +46,29 @@ def scratch_t5(tokenizer: Any, d_model: int = 128, layers: int = 3, heads: int =
         tie_word_embeddings=True,
     )
     return T5ForConditionalGeneration(config)
+
+
+def scratch_bert(texts: Iterable[str], hidden: int = 48, layers: int = 2, heads: int = 2, dropout: float = 0.1,
+                 max_positions: int = 128, seed: int = 0) -> tuple[Any, Any]:
+    """A randomly initialised ``BertModel`` and a word-level ``[CLS] ... [SEP]`` tokenizer trained on
+    ``texts``: an encoder for the reranker where no pretrained one is installed."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                                        unk_token="[UNK]", mask_token="[MASK]")
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=2 * hidden, max_position_embeddings=max_positions, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
+    return BertModel(config), tokenizer

@@ -1,0 +1,69 @@
+"""The demo's world: disjoint train/test entities, every question answerable from the knowledge base."""
+
+from kard_chain.demo import REFERENCE_TEACHER, reference_teacher
+from kard_chain.synthetic_world import WEATHER, build_world, edit_world
+
+
+def mentioned(examples, world):
+    """Entities a question is about, and the entities its evidence passages are about."""
+    return {i for e in examples for i in [e.metadata["entity"], *e.evidence_ids] if i in world.entities}
+
+
+def test_train_and_test_questions_are_about_disjoint_entities():
+    world = build_world("small", seed=3)
+    assert len(world.train) == 900 and len(world.test) == 300
+    assert mentioned(world.train, world).isdisjoint(mentioned(world.test, world))
+    # and no test entity's name occurs in any training question
+    test_names = {world.entities[i].name.lower() for i in mentioned(world.test, world)}
+    train_text = " ".join(e.question.lower() for e in world.train)
+    assert not any(name in train_text for name in test_names)
+
+
+def test_every_question_is_answerable_from_its_evidence_passages():
+    world = build_world("tiny", seed=1)
+    by_id = {p.id: p for p in world.passages}
+    for e in world.train + world.test:
+        first = by_id[e.evidence_ids[0]].text.lower()
+        kind = e.metadata["type"]
+        if kind == "colour":
+            assert (e.metadata["asked"] in first) == (e.answer == "yes"), e
+        elif kind == "weather":
+            place = by_id[e.evidence_ids[1]]
+            assert place.title.lower() in first  # hop 1 names the birthplace
+            climate = next(c for c, w in WEATHER.items() if w == e.options[e.answer])
+            assert climate in place.text  # hop 2 states its climate
+        else:
+            assert e.options[e.answer] in first and sum(v in first for v in e.options.values()) == 1, e
+
+
+def test_second_hop_passages_share_no_words_with_their_questions():
+    world = build_world("small")
+    two_hop = [e for e in world.test if e.metadata["hops"] == 2]
+    assert two_hop and all(e.metadata["second_hop_disjoint"] for e in two_hop)
+
+
+def test_the_world_is_seeded():
+    a, b, c = build_world("tiny", seed=5), build_world("tiny", seed=5), build_world("tiny", seed=6)
+    assert [p.text for p in a.passages] == [p.text for p in b.passages] != [p.text for p in c.passages]
+
+
+def test_editing_changes_the_knowledge_base_and_the_answers_it_implies():
+    world = build_world("small")
+    passages, new_gold = edit_world(world, share=0.5)
+    assert len(new_gold) > 30
+    old = {p.id: p.text for p in world.passages}
+    changed = [p for p in passages if p.text != old[p.id]]
+    assert changed and all(world.entities[p.id].split == "test" for p in changed)
+    tests = {e.id: e for e in world.test}
+    by_id = {p.id: p for p in passages}
+    for qid, gold in new_gold.items():
+        e = tests[qid]
+        if e.metadata["type"] in ("diet", "trade"):
+            assert e.options[gold] in by_id[e.evidence_ids[0]].text
+
+
+def test_the_offline_teacher_writes_kept_reference_rationales():
+    world = build_world("tiny")
+    rationales = reference_teacher(world).invoke(world.train[0])
+    assert len(rationales) == 3 and all(r.kept and r.model == REFERENCE_TEACHER for r in rationales)
+    assert rationales[0].text.startswith(world.rationales[world.train[0].id][0])
