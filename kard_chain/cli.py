@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_quickstart)
 
     p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here)")
-    p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 15 minutes on 2 cores)")
+    p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 10 minutes on 2 cores; tiny: under a minute)")
     p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun skips finished stages")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, help="training steps per student (default: the size's budget)")

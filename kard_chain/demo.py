@@ -308,7 +308,7 @@ def _chroma(path: Path, world: World, k: int, show_progress: bool):
 def _train_reranker(out: Path, world: World, steps: int, seed: int) -> str:
     from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker
 
-    if (out / "reranker" / "final").is_dir():
+    if (out / "reranker" / "final").is_dir() and (out / "reranker" / "encoder.json").is_file():
         return json.loads((out / "reranker" / "encoder.json").read_text())["note"]
     try:
         from kard_chain.pretrained import minilm_path
