@@ -206,7 +206,7 @@ def run_demo(
     results: dict[str, Any] = {"methods": {}}
     evals = out / "eval"
     for method, chain in chains.items():
-        slug = method.lower().replace(" ", "").replace("(", "_").replace(")", "")
+        slug = _slug(method)
         summary = stages.run(f"evaluate {method}", lambda c=chain, s=slug: evaluate_chain(
             c, world.test, evals / f"{s}.jsonl", batch_size=16, show_progress=show_progress))
         records = {json.loads(line)["id"]: json.loads(line) for line in (evals / f"{slug}.jsonl").read_text().splitlines()}
@@ -246,7 +246,7 @@ def run_demo(
         }
         follow = {}
         for method, chain in edit_chains.items():
-            slug = method.lower().replace(" ", "").replace("(", "_").replace(")", "")
+            slug = _slug(method)
             file = out / "eval_edited" / f"{slug}.jsonl"
             s = evaluate_chain(chain, edited, file, batch_size=16, show_progress=show_progress)
             records = {json.loads(line)["id"]: json.loads(line) for line in file.read_text().splitlines()}
@@ -269,6 +269,11 @@ def run_demo(
     chart = _chart(results, out / "results.png")
     log("\n" + summary_screen(results, out, chart))
     return results
+
+
+def _slug(method: str) -> str:
+    """A file name for a method: ``KARD (BM25)`` -> ``kard_bm25``."""
+    return method.lower().replace(" ", "").replace("(", "_").replace(")", "")
 
 
 def _accuracy(correct: int, total: int) -> dict:
