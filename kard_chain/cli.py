@@ -198,14 +198,14 @@ def _student_chain(args: argparse.Namespace):
 
     fields = {"n": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size}
     llm = T5LLM.from_pretrained(args.student, **fields)
-    method = student_settings(llm).get("method", "kard")
-    if method != "kard":
+    settings = student_settings(llm)
+    if settings.get("method", "kard") != "kard":
         return build_rd_chain(llm, n=args.n)
     if not args.index:
         raise KardDataError(f"the student in {args.student} reads passages: give --index")
     from kard_chain.retrievers.bm25 import BM25Retriever
 
-    k = args.k or student_settings(llm).get("k", 3)
+    k = args.k or settings.get("k", 3)
     retriever = BM25Retriever.load(args.index, k=k)
     if args.reranker:
         from kard_chain.reranker_model import KardReranker

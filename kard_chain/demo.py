@@ -64,9 +64,9 @@ def _write_jsonl(path: Path, records) -> Path:
     return path
 
 
-def recall_at_k(found: list[list[Any]], wanted: list[list[str]], k: int) -> float:
-    """Mean share of each query's wanted passage ids among its first ``k`` retrieved documents."""
-    shares = [sum(i in {d.metadata.get("id") for d in docs[:k]} for i in w) / len(w) for docs, w in zip(found, wanted)]
+def recall_at_k(found: list[list[str]], wanted: list[list[str]], k: int) -> float:
+    """Mean share of each query's wanted passage ids among its first ``k`` retrieved ids."""
+    shares = [sum(i in set(ids[:k]) for i in w) / len(w) for ids, w in zip(found, wanted)]
     return sum(shares) / max(len(shares), 1)
 
 
@@ -103,10 +103,13 @@ def run_demo(
     import torch
 
     from kard_chain.chains import build_kard_chain, build_rd_chain
-    from kard_chain.evaluation import evaluate_chain
+    from kard_chain.evaluation import EvaluationRecord, evaluate_chain
+    from kard_chain.jsonl_store import read_records
     from kard_chain.rationale_cache import RationaleCache, read_rationales
+    from kard_chain.reranker_model import KardReranker
     from kard_chain.rerank_candidates import build_candidates, rationale_pairs
     from kard_chain.retrievers.bm25 import BM25Retriever
+    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
     from kard_chain.student_llm import T5LLM
     from kard_chain.student_trainer import StudentTrainingConfig, train_student
 
@@ -128,12 +131,11 @@ def run_demo(
     log(f"   {len(world.passages)} passages, {len(world.train)} training and {len(world.test)} test questions "
         f"(test entities never appear in training)")
 
-    def index() -> BM25Retriever:
+    def index() -> None:
         if not (out / "index").is_dir():
             BM25Retriever.build(world.passages, out / "index", show_progress=show_progress)
-        return BM25Retriever.load(out / "index", k=k)
 
-    bm25 = stages.run("index (BM25)", index)
+    stages.run("index (BM25)", index)
     chroma_store = stages.run("index (Chroma)", lambda: _chroma(out / "chroma", world, k, show_progress)) if chroma else None
 
     # the teacher
@@ -193,37 +195,44 @@ def run_demo(
             continue
         trained[method] = stages.run(f"student {method}", lambda c=config: train_student(c, show_progress=show_progress))
 
-    def llm(method: str) -> T5LLM:
-        return T5LLM.from_pretrained(out / f"student_{method}" / "final", n=n, max_new_tokens=64, temperature=0.7, batch_size=16)
+    # each student and the reranker are loaded once, and serve every chain below
+    llms = {m: T5LLM.from_pretrained(out / f"student_{m}" / "final", n=n, max_new_tokens=64, temperature=0.7, batch_size=16)
+            for m in ("ft", "rd", "kard")}
+    reranker = KardReranker.from_pretrained(out / "reranker" / "final")
 
-    reranking = _reranking_retriever(out, out / "index", k)
-    chains = {
-        "FT": build_rd_chain(llm("ft"), n=n),
-        "RD": build_rd_chain(llm("rd"), n=n),
-        "KARD (BM25)": build_kard_chain(bm25, llm("kard"), k=k, n=n),
-        "KARD (reranker)": build_kard_chain(reranking, llm("kard"), k=k, n=n),
-    }
+    def kard_chains(index: Path) -> dict:
+        reranking = RerankingRetriever(base_retriever=BM25Retriever.load(index, k=20), candidates=20, k=k,
+                                       compressor=KardRerankerCompressor(reranker=reranker, top_n=k))
+        return {"KARD (BM25)": build_kard_chain(BM25Retriever.load(index, k=k), llms["kard"], k=k, n=n),
+                "KARD (reranker)": build_kard_chain(reranking, llms["kard"], k=k, n=n)}
+
+    def evaluate(chain: Runnable, examples: list[Example], file: Path) -> tuple[dict, dict[str, EvaluationRecord]]:
+        """Accuracy (overall and by question type) and the per-example records."""
+        summary = evaluate_chain(chain, examples, file, batch_size=16, show_progress=show_progress)
+        records = read_records(file, EvaluationRecord)
+        return {**_accuracy(summary.correct, summary.total), "by_type": _by_type(examples, records)}, records
+
+    chains = {"FT": build_rd_chain(llms["ft"], n=n), "RD": build_rd_chain(llms["rd"], n=n), **kard_chains(out / "index")}
     results: dict[str, Any] = {"methods": {}}
-    evals = out / "eval"
+    served: dict[str, dict[str, EvaluationRecord]] = {}
     for method, chain in chains.items():
-        slug = _slug(method)
-        summary = stages.run(f"evaluate {method}", lambda c=chain, s=slug: evaluate_chain(
-            c, world.test, evals / f"{s}.jsonl", batch_size=16, show_progress=show_progress))
-        records = {json.loads(line)["id"]: json.loads(line) for line in (evals / f"{slug}.jsonl").read_text().splitlines()}
-        results["methods"][method] = {**_accuracy(summary.correct, summary.total), "by_type": _by_type(world.test, records)}
+        results["methods"][method], served[method] = stages.run(
+            f"evaluate {method}", lambda c=chain, m=method: evaluate(c, world.test, out / "eval" / f"{_slug(m)}.jsonl"))
 
-    # retrieval quality on the test questions
+    # retrieval quality on the test questions: the KARD evaluations recorded the passages each
+    # retriever served; only the Chroma store is asked here
     def retrieval() -> dict:
         two_hop = [e for e in world.test if e.metadata.get("second_hop_disjoint")]
-        rows = {"BM25 (question)": bm25, "KARD reranker": reranking}
+        found = {label: {qid: r.passage_ids for qid, r in served[method].items()}
+                 for label, method in (("BM25 (question)", "KARD (BM25)"), ("KARD reranker", "KARD (reranker)"))}
         if chroma_store is not None:
-            rows["Chroma (hashing embedding)"] = chroma_store
+            docs = chroma_store.batch([e.question for e in world.test])
+            found["Chroma (hashing embedding)"] = {e.id: [d.metadata["id"] for d in ds] for e, ds in zip(world.test, docs)}
         table = {}
-        for label, r in rows.items():
-            found = dict(zip([e.id for e in world.test], r.batch([e.question for e in world.test])))
-            hop2 = [found[e.id] for e in two_hop]
+        for label, ids in found.items():
+            hop2 = [ids[e.id] for e in two_hop]
             table[label] = {
-                f"recall@{k}": recall_at_k(list(found.values()), [e.evidence_ids for e in world.test], k),
+                f"recall@{k}": recall_at_k([ids[e.id] for e in world.test], [e.evidence_ids for e in world.test], k),
                 f"two-hop recall@{k}": recall_at_k(hop2, [e.evidence_ids for e in two_hop], k),
                 f"second-hop recall@{k}": recall_at_k(hop2, [e.evidence_ids[1:] for e in two_hop], k),
             }
@@ -238,19 +247,8 @@ def run_demo(
         if not edited_index.is_dir():
             BM25Retriever.build(passages, edited_index, show_progress=show_progress)
         edited = [e.model_copy(update={"answer": new_gold[e.id]}) for e in world.test if e.id in new_gold]
-        bm25_edited = BM25Retriever.load(edited_index, k=k)
-        edit_chains = {
-            "FT": chains["FT"], "RD": chains["RD"],
-            "KARD (BM25)": build_kard_chain(bm25_edited, llm("kard"), k=k, n=n),
-            "KARD (reranker)": build_kard_chain(_reranking_retriever(out, edited_index, k), llm("kard"), k=k, n=n),
-        }
-        follow = {}
-        for method, chain in edit_chains.items():
-            slug = _slug(method)
-            file = out / "eval_edited" / f"{slug}.jsonl"
-            s = evaluate_chain(chain, edited, file, batch_size=16, show_progress=show_progress)
-            records = {json.loads(line)["id"]: json.loads(line) for line in file.read_text().splitlines()}
-            follow[method] = {**_accuracy(s.correct, s.total), "by_type": _by_type(edited, records)}
+        edit_chains = {"FT": chains["FT"], "RD": chains["RD"], **kard_chains(edited_index)}
+        follow = {m: evaluate(c, edited, out / "eval_edited" / f"{_slug(m)}.jsonl")[0] for m, c in edit_chains.items()}
         return {"questions": len(edited), "follow_edit": follow}
 
     results["editing"] = stages.run("knowledge editing", editing)
@@ -283,13 +281,13 @@ def _accuracy(correct: int, total: int) -> dict:
     return {"accuracy": correct / total if total else 0.0, "ci95": [low, high], "correct": correct, "total": total}
 
 
-def _by_type(examples: list[Example], records: dict[str, dict]) -> dict:
+def _by_type(examples: list[Example], records: dict[str, Any]) -> dict:
     groups: dict[str, list[bool]] = {}
     for e in examples:
         if e.id in records:
-            groups.setdefault(e.metadata["type"], []).append(records[e.id]["correct"])
+            groups.setdefault(e.metadata["type"], []).append(records[e.id].correct)
             if e.metadata.get("second_hop_disjoint"):
-                groups.setdefault("two-hop, second passage disjoint", []).append(records[e.id]["correct"])
+                groups.setdefault("two-hop, second passage disjoint", []).append(records[e.id].correct)
     return {t: _accuracy(sum(v), len(v)) for t, v in groups.items()}
 
 
@@ -334,16 +332,6 @@ def _train_reranker(out: Path, world: World, steps: int, seed: int) -> str:
     train_reranker(config)
     atomic_write_text(out / "reranker" / "encoder.json", json.dumps({"note": note}))
     return note
-
-
-def _reranking_retriever(out: Path, index: Path, k: int):
-    from kard_chain.reranker_model import KardReranker
-    from kard_chain.retrievers.bm25 import BM25Retriever
-    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
-
-    reranker = KardReranker.from_pretrained(out / "reranker" / "final")
-    return RerankingRetriever(base_retriever=BM25Retriever.load(index, k=20), candidates=20, k=k,
-                              compressor=KardRerankerCompressor(reranker=reranker, top_n=k))
 
 
 def _interval(row: dict) -> str:

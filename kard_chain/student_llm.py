@@ -146,14 +146,17 @@ class T5LLM(BaseLLM):
         """Log-probability of each of one prompt's samples under the model (temperature 1)."""
         import torch
 
+        from transformers.modeling_outputs import BaseModelOutput
+
         n = generated.shape[0]
-        mask = enc["attention_mask"][i : i + 1].repeat(n, 1)
-        ids = enc["input_ids"][i : i + 1].repeat(n, 1)
+        mask = enc["attention_mask"][i : i + 1]
         start = self.model.config.decoder_start_token_id
         decoder_in = torch.cat([torch.full((n, 1), start, device=generated.device), generated[:, 1:-1]], dim=1)
         labels = generated[:, 1:]
-        with torch.inference_mode():
-            logits = self.model(input_ids=ids, attention_mask=mask, decoder_input_ids=decoder_in).logits
+        with torch.inference_mode():  # the prompt is encoded once for its n samples
+            encoded = self.model.get_encoder()(input_ids=enc["input_ids"][i : i + 1], attention_mask=mask).last_hidden_state
+            logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded.expand(n, -1, -1)),
+                                attention_mask=mask.expand(n, -1), decoder_input_ids=decoder_in).logits
         return _sum_label_logprobs(logits, labels, self.tokenizer.eos_token_id)
 
     def _stream(

@@ -22,6 +22,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from kard_chain.errors import MissingExtraError
+from kard_chain.student_llm import cut_at_stop
 
 
 def _role(message: BaseMessage) -> str:
@@ -97,8 +98,7 @@ class HuggingFaceChatModel(BaseChatModel):
             )
         new_tokens = out[:, prompt_len:]
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        if stop:
-            texts = [min((t.split(s)[0] for s in stop), key=len) for t in texts]
+        texts = [cut_at_stop(t, stop) for t in texts]
         generated = int((new_tokens != pad).sum())
         usage = {"input_tokens": prompt_len, "output_tokens": generated, "total_tokens": prompt_len + generated}
         return ChatResult(
