@@ -96,13 +96,13 @@ def read_texts(corpus: Path) -> tuple[list[str], list[str]]:
 
 def run_system(system: str, corpus: Path, queries: list[str], n_queries: int, work: Path) -> dict:
     """Build, save, load and query one system; runs in its own process."""
-    from kard_chain.tokenizer import BM25Tokenizer
+    from kard_chain.bm25.tokenizer import BM25Tokenizer
 
     tokenizer = BM25Tokenizer()
     queries = queries[:n_queries]
     out: dict = {"system": system, "queries": len(queries)}
     if system == "kard":
-        from kard_chain.bm25_index import BM25Index, build_index
+        from kard_chain.bm25.index import BM25Index, build_index
         from kard_chain.knowledge import load_passages
         from kard_chain.retrievers.bm25 import BM25Retriever
 

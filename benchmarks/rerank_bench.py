@@ -24,9 +24,9 @@ import torch
 
 from kard_chain import BM25Retriever, load_dataset
 from kard_chain.knowledge import read_strategyqa_paragraphs
-from kard_chain.passage_vectors import PassageVectors
 from kard_chain.pretrained import minilm_path
-from kard_chain.reranker_model import KardReranker, RerankerConfig
+from kard_chain.reranker.model import KardReranker, RerankerConfig
+from kard_chain.reranker.vectors import PassageVectors
 from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
 
 

@@ -21,15 +21,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from rerank_bench import latency_table  # benchmarks/ is on the path when run as a script
+
 from kard_chain import BM25Retriever, load_dataset
 from kard_chain.knowledge import read_strategyqa_paragraphs
-from kard_chain.passage_vectors import PassageVectors
 from kard_chain.pretrained import minilm_path
-from kard_chain.rerank_candidates import build_candidates, rationale_pairs
-from kard_chain.reranker_model import KardReranker
-from kard_chain.reranker_trainer import RerankerTrainingConfig, is_held_out, train_reranker
+from kard_chain.reranker.candidates import build_candidates
+from kard_chain.reranker.model import KardReranker
+from kard_chain.reranker.trainer import RerankerTrainingConfig, is_held_out, train_reranker
+from kard_chain.reranker.vectors import PassageVectors
 from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
-from rerank_bench import latency_table  # benchmarks/ is on the path when run as a script
+from kard_chain.teacher.cache import rationale_pairs
 
 
 def recall(ranked: list[str], gold: set[str], k: int) -> float:

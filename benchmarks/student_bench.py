@@ -33,7 +33,7 @@ def words(rng: random.Random, n: int, vocab: list[str]) -> str:
 
 
 def make_model(folder: Path, vocab: list[str]):
-    from kard_chain.scratch_models import scratch_t5, word_tokenizer
+    from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer
 
     tok = word_tokenizer([" ".join(vocab)], max_vocab=len(vocab) + 3)
     model = scratch_t5(tok, d_model=512, layers=6, heads=8, d_ff=2048, dropout=0.1)
@@ -43,8 +43,8 @@ def make_model(folder: Path, vocab: list[str]):
 
 
 def bench_training(folder: Path, work: Path, vocab: list[str], steps: int, batch: int, src: int, tgt: int) -> tuple[float, float]:
-    from kard_chain.student_data import StudentPair
-    from kard_chain.student_trainer import StudentTrainingConfig, train_student
+    from kard_chain.student.pairs import StudentPair
+    from kard_chain.student.trainer import StudentTrainingConfig, train_student
 
     rng = random.Random(0)
     # src-1 / tgt-1 words: the tokenizer appends </s>
@@ -84,9 +84,9 @@ def bench_training(folder: Path, work: Path, vocab: list[str], steps: int, batch
 
 
 def bench_chain(folder: Path, work: Path, vocab: list[str], questions: int, n: int, max_new_tokens: int, k: int) -> tuple[float, float, dict]:
-    from kard_chain import BM25Retriever, Passage, T5LLM, build_kard_chain
-    from kard_chain.chains import default_formatter, majority_vote
-    from kard_chain.teacher import parse_answer
+    from kard_chain import T5LLM, BM25Retriever, Passage, build_kard_chain
+    from kard_chain.answers import majority_vote, parse_answer
+    from kard_chain.chains import default_formatter
 
     rng = random.Random(1)
     passages = [Passage(id=f"p{i}", title=words(rng, 2, vocab), text=words(rng, 90, vocab)) for i in range(2000)]

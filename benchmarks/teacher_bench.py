@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from kard_chain.rationale_cache import RationaleCache, read_rationales
 from kard_chain.records import Example
-from kard_chain.teach import teach
-from kard_chain.teacher import build_teacher_chain
-from kard_chain.teacher_models import load_teacher
+from kard_chain.teacher.cache import RationaleCache, read_rationales
+from kard_chain.teacher.chain import build_teacher_chain
+from kard_chain.teacher.models import load_teacher
+from kard_chain.teacher.runner import teach
 
 
 def main() -> None:

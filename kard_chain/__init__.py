@@ -6,67 +6,48 @@ Public names load lazily, so ``import kard_chain`` stays light (no torch, no tra
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    "BM25Index": "kard_chain.bm25_index",
-    "BM25Params": "kard_chain.bm25_index",
+_EXPORTS = {  # public name -> module: the one list of what kard_chain exports
+    "BM25Index": "kard_chain.bm25.index",
+    "BM25Params": "kard_chain.bm25.index",
     "BM25Retriever": "kard_chain.retrievers.bm25",
-    "BM25Tokenizer": "kard_chain.tokenizer",
-    "DecoderLLM": "kard_chain.student_llm",
-    "StudentFormatter": "kard_chain.student_format",
-    "StudentTrainingConfig": "kard_chain.student_trainer",
-    "T5LLM": "kard_chain.student_llm",
-    "answer_tool": "kard_chain.chains",
-    "build_kard_chain": "kard_chain.chains",
-    "build_rd_chain": "kard_chain.chains",
-    "train_student": "kard_chain.student_trainer",
+    "BM25Tokenizer": "kard_chain.bm25.tokenizer",
     "ChromaRetriever": "kard_chain.retrievers.chroma",
+    "DecoderLLM": "kard_chain.student.llm",
     "Example": "kard_chain.records",
     "HashingEmbeddings": "kard_chain.embeddings",
+    "HuggingFaceChatModel": "kard_chain.teacher.huggingface",
     "KardDataError": "kard_chain.errors",
-    "KardReranker": "kard_chain.reranker_model",
+    "KardReranker": "kard_chain.reranker.model",
     "KardRerankerCompressor": "kard_chain.retrievers.reranking",
-    "PassageVectors": "kard_chain.passage_vectors",
-    "RerankingRetriever": "kard_chain.retrievers.reranking",
     "Passage": "kard_chain.records",
+    "PassageVectors": "kard_chain.reranker.vectors",
     "Rationale": "kard_chain.records",
-    "HuggingFaceChatModel": "kard_chain.chat_models.huggingface",
-    "RationaleCache": "kard_chain.rationale_cache",
-    "TeacherRecord": "kard_chain.rationale_cache",
-    "build_index": "kard_chain.bm25_index",
-    "build_teacher_chain": "kard_chain.teacher",
-    "load_teacher_prompts": "kard_chain.prompts",
+    "RationaleCache": "kard_chain.teacher.cache",
+    "RerankerTrainingConfig": "kard_chain.reranker.trainer",
+    "RerankingRetriever": "kard_chain.retrievers.reranking",
+    "StudentFormatter": "kard_chain.student.format",
+    "StudentTrainingConfig": "kard_chain.student.trainer",
+    "T5LLM": "kard_chain.student.llm",
+    "TeacherRecord": "kard_chain.teacher.cache",
+    "answer_tool": "kard_chain.chains",
+    "build_index": "kard_chain.bm25.index",
+    "build_kard_chain": "kard_chain.chains",
+    "build_rd_chain": "kard_chain.chains",
+    "build_teacher_chain": "kard_chain.teacher.chain",
     "dataset_names": "kard_chain.datasets",
     "load_dataset": "kard_chain.datasets",
+    "load_kard_chain": "kard_chain.trained_chain",
     "load_passages": "kard_chain.knowledge",
+    "load_teacher_prompts": "kard_chain.teacher.prompts",
+    "train_reranker": "kard_chain.reranker.trainer",
+    "train_student": "kard_chain.student.trainer",
 }
 
 __all__ = sorted(_EXPORTS)
-
-if TYPE_CHECKING:
-    from kard_chain.bm25_index import BM25Index, BM25Params, build_index
-    from kard_chain.chains import answer_tool, build_kard_chain, build_rd_chain
-    from kard_chain.student_format import StudentFormatter
-    from kard_chain.student_llm import DecoderLLM, T5LLM
-    from kard_chain.student_trainer import StudentTrainingConfig, train_student
-    from kard_chain.chat_models.huggingface import HuggingFaceChatModel
-    from kard_chain.prompts import load_teacher_prompts
-    from kard_chain.rationale_cache import RationaleCache, TeacherRecord
-    from kard_chain.teacher import build_teacher_chain
-    from kard_chain.datasets import dataset_names, load_dataset
-    from kard_chain.embeddings import HashingEmbeddings
-    from kard_chain.errors import KardDataError
-    from kard_chain.knowledge import load_passages
-    from kard_chain.passage_vectors import PassageVectors
-    from kard_chain.reranker_model import KardReranker
-    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
-    from kard_chain.records import Example, Passage, Rationale
-    from kard_chain.retrievers.bm25 import BM25Retriever
-    from kard_chain.retrievers.chroma import ChromaRetriever
-    from kard_chain.tokenizer import BM25Tokenizer
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,9 @@
     chain.invoke("Could a goat be a source of cheese?")
     # {"answer": "yes", "votes": {"yes": 4, "no": 1}, "rationales": [...], "passages": [{"id": ...}, ...]}
 
+:func:`kard_chain.trained_chain.load_kard_chain` builds this chain from a student folder with the
+settings it was trained with.
+
 Any retriever works (a :class:`~kard_chain.retrievers.reranking.RerankingRetriever` where a
 reranker was trained). Input: a question string, an :class:`~kard_chain.records.Example`, or a
 dict with ``question`` (and ``options``). ``invoke``, ``batch`` (one retriever batch and one
@@ -19,10 +22,10 @@ The chain is also a tool for agents (``langchain.agents.create_agent(model, tool
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections import Counter
+import warnings
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 from langchain_core.retrievers import BaseRetriever
@@ -30,26 +33,11 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnablePassthrou
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
+from kard_chain.answers import majority_vote, parse_answer
 from kard_chain.records import Example
-from kard_chain.student_format import StudentFormatter, as_passage
-from kard_chain.teacher import _step, parse_answer
-
-
-def majority_vote(answers: list[str | None], logprobs: list[float | None] | None = None) -> tuple[str | None, dict[str, int]]:
-    """The most frequent answer and the vote counts (``None`` answers do not vote).
-
-    Ties go to the highest summed log-probability of the tied answers' samples when every
-    sample has one, else to the answer seen first.
-    """
-    votes = Counter(a for a in answers if a is not None)
-    if not votes:
-        return None, {}
-    top = max(votes.values())
-    tied = [a for a in dict.fromkeys(a for a in answers if a is not None) if votes[a] == top]  # first-seen order
-    if len(tied) > 1 and logprobs is not None and all(lp is not None for lp in logprobs):
-        mass = {a: sum(lp for x, lp in zip(answers, logprobs) if x == a) for a in tied}
-        tied.sort(key=lambda a: -mass[a])
-    return tied[0], dict(votes)
+from kard_chain.runnables import cheap_step
+from kard_chain.student.format import StudentFormatter, as_passage
+from kard_chain.student.settings import StudentSettings, saved_settings
 
 
 def _as_query(value: Any) -> dict[str, Any]:
@@ -106,19 +94,19 @@ class _SampleAndVote(Runnable[dict, dict]):
         return await self._acall_with_config(run, input, config)
 
 
-def student_settings(llm: Any) -> dict:
-    """The training config saved with a student (``kard_student.json``), where there is one."""
-    from kard_chain.student_trainer import STUDENT_CONFIG
-
-    file = Path(getattr(llm, "model_id", "") or ".") / STUDENT_CONFIG
-    return json.loads(file.read_text()) if file.is_file() else {}
-
-
 def default_formatter(llm: Any) -> StudentFormatter:
-    """The formatter the student was trained with (from ``kard_student.json``), else the default one."""
-    s = student_settings(llm)
-    return StudentFormatter.load(s.get("prompt", "default"), s.get("prompts_dir"), tokenizer=getattr(llm, "tokenizer", None),
-                                 max_passage_tokens=s.get("max_passage_tokens", 384))
+    """The formatter the student was trained with (from its folder's ``kard_student.json``), else the default one."""
+    return StudentFormatter.from_settings(saved_settings(llm) or StudentSettings(), getattr(llm, "tokenizer", None))
+
+
+def takes_k(retriever: BaseRetriever) -> bool:
+    """Whether the retriever accepts ``k`` per call, sync and async (as LangChain's standard retriever tests ask)."""
+
+    def accepts(method: Any) -> bool:
+        params = inspect.signature(method).parameters
+        return "k" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    return accepts(retriever._get_relevant_documents) and accepts(retriever._aget_relevant_documents)
 
 
 def build_kard_chain(
@@ -127,16 +115,23 @@ def build_kard_chain(
     """A Runnable mapping a question to ``{"answer", "votes", "rationales", "passages"}``.
 
     ``k`` passages from ``retriever`` go into the student's input (default: the ``k`` the
-    student was trained with, else 3); ``n`` rationales are sampled and voted on. ``llm`` is
+    student was trained with, else 3), and the retriever is asked for ``k`` on every call;
+    ``n`` rationales are sampled and voted on. ``llm`` is
     any LangChain LLM that returns several generations per prompt for ``n`` (:class:`T5LLM`).
     """
-    k = k or student_settings(llm).get("k", 3)
+    k = k or (saved_settings(llm) or StudentSettings()).k
     if n < 1 or k < 1:
         raise ValueError("n and k must be at least 1")
     formatter = formatter or default_formatter(llm)
+    if takes_k(retriever):
+        retrieve = retriever.bind(k=k)
+    else:
+        warnings.warn(f"{type(retriever).__name__} does not take k per call: the student reads at most the first {k} "
+                      "passages it returns", stacklevel=2)
+        retrieve = retriever
     return (
-        _step(_as_query, "question")
-        | RunnablePassthrough.assign(docs=itemgetter("question") | retriever)
+        cheap_step(_as_query, "question")
+        | RunnablePassthrough.assign(docs=itemgetter("question") | retrieve)
         | _SampleAndVote(llm, formatter, k, n)
     ).with_config(run_name="kard_chain")
 
@@ -145,7 +140,7 @@ def build_rd_chain(llm: Any, n: int = 5, formatter: StudentFormatter | None = No
     """The baseline without knowledge (reasoning distillation or plain fine-tuning): same output, no passages."""
     if n < 1:
         raise ValueError("n must be at least 1")
-    return (_step(_as_query, "question") | _SampleAndVote(llm, formatter or default_formatter(llm), 1, n)).with_config(run_name="rd_chain")
+    return (cheap_step(_as_query, "question") | _SampleAndVote(llm, formatter or default_formatter(llm), 1, n)).with_config(run_name="rd_chain")
 
 
 class QuestionArgs(BaseModel):

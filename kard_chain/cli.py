@@ -13,8 +13,6 @@ from pathlib import Path
 
 from kard_chain.errors import KardDataError
 
-CHROMA_CONFIG = "kard_chroma.json"
-
 
 def _sample_file(name: str) -> Path:
     return Path(str(resources.files("kard_chain") / "sample" / name))
@@ -26,16 +24,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     passages = load_passages(args.corpus, args.format, words=args.words, overlap=args.overlap)
     start = time.perf_counter()
     if args.backend == "chroma":
-        from kard_chain.embeddings import HashingEmbeddings
-        from kard_chain.io import atomic_write_text
-        from kard_chain.retrievers.chroma import ChromaRetriever
+        from kard_chain.retrievers.folders import build_chroma_folder
 
-        store = ChromaRetriever.open(args.out, embeddings=HashingEmbeddings(size=args.dim))
-        added = store.add_passages(passages, show_progress=True)
-        atomic_write_text(Path(args.out) / CHROMA_CONFIG, json.dumps({"embeddings": "hashing", "size": args.dim}))
-        print(f"added {added} passages to the Chroma store at {args.out} ({store.collection.count()} in all)")
+        before = _chroma_count(args.out)
+        store = build_chroma_folder(passages, args.out, dim=args.dim)
+        count = store.collection.count()
+        print(f"added {count - before} passages to the Chroma store at {args.out} ({count} in all)")
     else:
-        from kard_chain.bm25_index import BM25Params, build_index
+        from kard_chain.bm25.index import BM25Params, build_index
 
         params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)
         index = build_index(passages, args.out, params=params, overwrite=args.overwrite)
@@ -44,16 +40,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_retriever(path: str, backend: str, k: int):
-    if (Path(path) / CHROMA_CONFIG).is_file():
-        from kard_chain.embeddings import HashingEmbeddings
-        from kard_chain.retrievers.chroma import ChromaRetriever
+def _chroma_count(path: str) -> int:
+    from kard_chain.retrievers.chroma import open_collection
 
-        config = json.loads((Path(path) / CHROMA_CONFIG).read_text())
-        return ChromaRetriever.open(path, embeddings=HashingEmbeddings(size=config["size"]), k=k)
-    from kard_chain.retrievers.bm25 import BM25Retriever
-
-    return BM25Retriever.load(path, k=k, backend=backend)
+    return open_collection(path).count() if Path(path).is_dir() else 0
 
 
 def _print_results(query: str, docs) -> None:
@@ -64,7 +54,9 @@ def _print_results(query: str, docs) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    retriever = _open_retriever(args.index, args.backend, args.k)
+    from kard_chain.retrievers.folders import open_retriever
+
+    retriever = open_retriever(args.index, args.k, args.backend)
     for query in args.query:
         _print_results(query, retriever.invoke(query))
     return 0
@@ -77,7 +69,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="kard-quickstart-")) / "index"
     print(f"Indexing the bundled sample knowledge base into {out}")
-    retriever = BM25Retriever.build(load_passages(_sample_file("passages.jsonl")), out, k=args.k, overwrite=True)
+    BM25Retriever.build(load_passages(_sample_file("passages.jsonl")), out, k=args.k, overwrite=True)
     retriever = BM25Retriever.load(out, k=args.k)
     questions = load_dataset("jsonl", _sample_file("questions.jsonl"))
     hits = 0
@@ -90,23 +82,17 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
-DATA_FOLDERS = {"strategyqa": "strategyqa", "medqa": "medqa", "obqa": "openbookqa"}
-
-
 def cmd_teach(args: argparse.Namespace) -> int:
     import asyncio
-    import os
 
-    from kard_chain.datasets import load_dataset
-    from kard_chain.prompts import TEACHER_TASKS, load_teacher_prompts
-    from kard_chain.rate_limit import RateLimiter
-    from kard_chain.rationale_cache import RationaleCache
-    from kard_chain.teach import PRICES, TeacherStopped, teach
-    from kard_chain.teacher import build_teacher_chain, model_name, supports_n
-    from kard_chain.teacher_models import load_teacher
+    from kard_chain.datasets import default_data_dir, load_dataset
+    from kard_chain.teacher.chain import build_teacher_chain, model_name, supports_n
+    from kard_chain.teacher.models import load_teacher
+    from kard_chain.teacher.prompts import TEACHER_TASKS, load_teacher_prompts
+    from kard_chain.teacher.rate_limit import RateLimiter
+    from kard_chain.teacher.runner import PRICES, TeacherStopped, compare_table, teach_variants
 
-    data = args.data_dir or Path(os.environ.get("KARD_DATA_DIR", "data")) / DATA_FOLDERS.get(args.dataset, args.dataset)
-    examples = load_dataset(args.dataset, data, split=args.split)[: args.limit]
+    examples = load_dataset(args.dataset, args.data_dir or default_data_dir(args.dataset), split=args.split)[: args.limit]
     task = args.task or (args.dataset if args.dataset in TEACHER_TASKS else "generic")
     variants = args.compare.split(",") if args.compare else [args.prompt]
     known = load_teacher_prompts(task, args.prompts)
@@ -117,53 +103,26 @@ def cmd_teach(args: argparse.Namespace) -> int:
     chain = build_teacher_chain(model, task, mode=args.mode, n=args.n, prompts_dir=args.prompts)
     name = model_name(model)
     price = (args.price_in, args.price_out) if args.price_in is not None and args.price_out is not None else PRICES.get(name)
-    limiter = RateLimiter(args.rpm, args.tpm) if args.rpm or args.tpm else None
     out = Path(args.out)
     paths = {v: out if not args.compare else out.with_name(f"{out.stem}.{v}{out.suffix or '.jsonl'}") for v in variants}
-
-    async def run_all() -> dict:
-        try:
-            return await run_variants()
-        finally:
-            client = getattr(model, "http_async_client", None)
-            if client is not None:
-                await client.aclose()
-
-    async def run_variants() -> dict:
-        summaries = {}
-        for variant, path in paths.items():
-            print(f"teacher {name}, task {task}, mode {args.mode}, prompt {variant}, n={args.n}: {len(examples)} examples -> {path}")
-            with RationaleCache.open(path) as cache:
-                summaries[variant] = await teach(
-                    chain, examples, cache, task=task, mode=args.mode, model=name, prompt=variant,
-                    concurrency=args.concurrency, limiter=limiter, requests_per_example=1 if supports_n(model) else args.n,
-                    max_retries=args.max_retries, backoff=args.backoff, price=price,
-                )
-            if not args.compare:
-                print(summaries[variant].format())
-        return summaries
-
     try:
-        summaries = asyncio.run(run_all())
+        summaries = asyncio.run(teach_variants(
+            model, chain, examples, paths, task=task, mode=args.mode, model=name, concurrency=args.concurrency,
+            limiter=RateLimiter(args.rpm, args.tpm) if args.rpm or args.tpm else None, max_retries=args.max_retries,
+            requests_per_example=1 if supports_n(model) else args.n, backoff=args.backoff, price=price))
     except TeacherStopped as e:
         kept_in = ", ".join(map(str, paths.values()))
         print(f"error: the teacher stopped the run ({e}); finished examples are kept in {kept_in}", file=sys.stderr)
         return 3
-    if args.compare:
-        rows = {v: s.row() for v, s in summaries.items()}
-        keys = list(next(iter(rows.values())))
-        width = max(24, *(len(v) + 2 for v in variants))
-        print(f"\n{'':<28}" + "".join(f"{v:>{width}}" for v in variants))
-        for key in keys:
-            print(f"{key:<28}" + "".join(f"{rows[v][key]:>{width}}" for v in variants))
+    print(compare_table(summaries) if args.compare else summaries[variants[0]].format())
     return 0
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
     from kard_chain.datasets import load_dataset
-    from kard_chain.rationale_cache import read_rationales
-    from kard_chain.rerank_candidates import build_candidates, rationale_pairs
+    from kard_chain.reranker.candidates import build_candidates
     from kard_chain.retrievers.bm25 import BM25Retriever
+    from kard_chain.teacher.cache import rationale_pairs, read_rationales
 
     if not args.rationales and not args.reference:
         raise KardDataError("give --rationales FILE (a teacher cache), --reference, or both")
@@ -175,16 +134,16 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
 
 def cmd_train_reranker(args: argparse.Namespace) -> int:
-    from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker
-    from kard_chain.training import config_from_args
+    from kard_chain.reranker.trainer import RerankerTrainingConfig, train_reranker
+    from kard_chain.training.config import config_from_args
 
     train_reranker(config_from_args(RerankerTrainingConfig, args))
     return 0
 
 
 def cmd_train_student(args: argparse.Namespace) -> int:
-    from kard_chain.student_trainer import StudentTrainingConfig, train_student
-    from kard_chain.training import config_from_args
+    from kard_chain.student.trainer import StudentTrainingConfig, train_student
+    from kard_chain.training.config import config_from_args
 
     metrics = train_student(config_from_args(StudentTrainingConfig, args))
     print(json.dumps(metrics, indent=2))
@@ -192,29 +151,11 @@ def cmd_train_student(args: argparse.Namespace) -> int:
 
 
 def _student_chain(args: argparse.Namespace):
-    """The chain a student folder calls for: KARD with retrieval (reranked where given), else RD."""
-    from kard_chain.chains import student_settings, build_kard_chain, build_rd_chain
-    from kard_chain.student_llm import T5LLM
+    """The chain the student folder calls for, through :func:`kard_chain.trained_chain.load_kard_chain`."""
+    from kard_chain.trained_chain import load_kard_chain
 
-    fields = {"n": args.n, "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "batch_size": args.batch_size}
-    llm = T5LLM.from_pretrained(args.student, **fields)
-    settings = student_settings(llm)
-    if settings.get("method", "kard") != "kard":
-        return build_rd_chain(llm, n=args.n)
-    if not args.index:
-        raise KardDataError(f"the student in {args.student} reads passages: give --index")
-    from kard_chain.retrievers.bm25 import BM25Retriever
-
-    k = args.k or settings.get("k", 3)
-    retriever = BM25Retriever.load(args.index, k=k)
-    if args.reranker:
-        from kard_chain.reranker_model import KardReranker
-        from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
-
-        retriever = RerankingRetriever(base_retriever=BM25Retriever.load(args.index, k=args.candidates),
-                                       compressor=KardRerankerCompressor(reranker=KardReranker.from_pretrained(args.reranker), top_n=k),
-                                       candidates=args.candidates, k=k)
-    return build_kard_chain(retriever, llm, k=k, n=args.n)
+    return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates, n=args.n,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -238,12 +179,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kard_chain.demo import run_demo
+    from kard_chain.demo.run import run_demo
 
     teacher = name = None
     if args.teacher:
-        from kard_chain.teacher import build_teacher_chain, model_name
-        from kard_chain.teacher_models import load_teacher
+        from kard_chain.teacher.chain import build_teacher_chain, model_name
+        from kard_chain.teacher.models import load_teacher
 
         model = load_teacher(args.teacher, base_url=args.base_url, temperature=0.7, max_tokens=256, timeout=60.0)
         teacher, name = build_teacher_chain(model, "generic", mode="rationalize", n=args.teacher_n), model_name(model)
@@ -265,10 +206,8 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_start_commands(sub) -> None:
+    """The quickstart and demo commands."""
     p = sub.add_parser("quickstart", help="index the bundled sample and answer its questions with BM25 (offline)")
     p.add_argument("--out", help="index folder (default: a temporary folder)")
     p.add_argument("-k", type=int, default=3, help="passages per question (default 3)")
@@ -286,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
     p.set_defaults(fn=cmd_demo)
 
+
+def _add_knowledge_commands(sub) -> None:
+    """The index and search commands."""
     p = sub.add_parser("index", help="index a corpus (JSONL, StrategyQA paragraphs JSON, or .txt files)")
     p.add_argument("--corpus", required=True, help="corpus file or folder of .txt files")
     p.add_argument("--out", required=True, help="index folder to create")
@@ -309,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", nargs="+")
     p.set_defaults(fn=cmd_search)
 
+
+def _add_teacher_commands(sub) -> None:
+    """The teach commands."""
     p = sub.add_parser("teach", help="write teacher rationales for a dataset split into a resumable cache")
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
     p.add_argument("--data-dir", type=Path, help="dataset folder or file (default: $KARD_DATA_DIR/<dataset>, else data/<dataset>)")
@@ -335,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--price-out", type=float, help="USD per million output tokens")
     p.set_defaults(fn=cmd_teach)
 
+
+def _add_training_commands(sub) -> None:
+    """The candidates, train-reranker and train-student commands."""
     p = sub.add_parser("candidates", help="build the reranker's training candidates (resumable)")
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
     p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
@@ -346,19 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="candidate store (JSONL)")
     p.set_defaults(fn=cmd_candidates)
 
-    from kard_chain.reranker_trainer import RerankerTrainingConfig
-    from kard_chain.training import add_config_flags
+    from kard_chain.reranker.trainer import RerankerTrainingConfig
+    from kard_chain.training.config import add_config_flags
 
     p = sub.add_parser("train-reranker", help="train the KARD reranker on a candidate store (see trainers/reranker.py)")
     add_config_flags(p, RerankerTrainingConfig)
     p.set_defaults(fn=cmd_train_reranker)
 
-    from kard_chain.student_trainer import StudentTrainingConfig
+    from kard_chain.student.trainer import StudentTrainingConfig
 
     p = sub.add_parser("train-student", help="train the student: kard, rd or ft (see trainers/student.py)")
     add_config_flags(p, StudentTrainingConfig)
     p.set_defaults(fn=cmd_train_student)
 
+
+def _add_serving_commands(sub) -> None:
+    """The evaluate and ask commands."""
     p = sub.add_parser("evaluate", help="answer a dataset split with a trained student; accuracy with a 95%% interval")
     _add_student_flags(p)
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
@@ -372,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_student_flags(p)
     p.add_argument("question")
     p.set_defaults(fn=cmd_ask)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kard`` parser with one sub-command per stage."""
+    parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_start_commands, _add_knowledge_commands, _add_teacher_commands, _add_training_commands, _add_serving_commands):
+        add(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ file, the line (or record) and the field.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
         return fn
 
     return wrap
+
+
+DATA_FOLDERS = {"strategyqa": "strategyqa", "medqa": "medqa", "obqa": "openbookqa"}
+"""The folder each dataset has under a data root."""
+
+
+def default_data_dir(name: str) -> Path:
+    """Where a dataset is looked for when no folder is given: ``$KARD_DATA_DIR/<folder>``, else ``data/<folder>``."""
+    return Path(os.environ.get("KARD_DATA_DIR", "data")) / DATA_FOLDERS.get(name, name)
 
 
 def dataset_names() -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field
 
-from kard_chain.tokenizer import BM25Tokenizer
+from kard_chain.bm25.tokenizer import BM25Tokenizer
 
 
 class HashingEmbeddings(BaseModel, Embeddings):

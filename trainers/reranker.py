@@ -1,4 +1,4 @@
-"""Train the KARD reranker (see kard_chain.reranker_trainer for the config fields).
+"""Train the KARD reranker (see kard_chain.reranker.trainer for the config fields).
 
     python trainers/reranker.py --encoder ENCODER --candidates candidates.jsonl --index index/ --output-dir out/
     accelerate launch --num_processes 2 --cpu trainers/reranker.py --config reranker.json
@@ -6,8 +6,8 @@
 
 import argparse
 
-from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker
-from kard_chain.training import add_config_flags, config_from_args
+from kard_chain.reranker.trainer import RerankerTrainingConfig, train_reranker
+from kard_chain.training.config import add_config_flags, config_from_args
 
 
 def main() -> None:

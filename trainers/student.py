@@ -1,4 +1,4 @@
-"""Train the KARD student, or a baseline (see kard_chain.student_trainer for the config fields).
+"""Train the KARD student, or a baseline (see kard_chain.student.trainer for the config fields).
 
     python trainers/student.py --method kard --model google/flan-t5-base --dataset strategyqa \
         --data-dir data/strategyqa --rationales rationales.jsonl --index index/ --output-dir student/
@@ -7,8 +7,8 @@
 
 import argparse
 
-from kard_chain.student_trainer import StudentTrainingConfig, train_student
-from kard_chain.training import add_config_flags, config_from_args
+from kard_chain.student.trainer import StudentTrainingConfig, train_student
+from kard_chain.training.config import add_config_flags, config_from_args
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``BM25Retriever``: a LangChain retriever over a :class:`~kard_chain.bm25_index.BM25Index`."""
+"""``BM25Retriever``: a LangChain retriever over a :class:`~kard_chain.bm25.index.BM25Index`."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from typing import Any
 
 from langchain_core.callbacks import CallbackManager, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list, run_in_executor
 from pydantic import ConfigDict, Field
 
-from kard_chain.bm25_index import Backend, BM25Index, BM25Params, build_index
+from kard_chain.bm25.index import Backend, BM25Index, BM25Params, build_index
+from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.records import Passage
-from kard_chain.tokenizer import BM25Tokenizer
+from kard_chain.retrievers.base import PerCallKRetriever
 
 
-class BM25Retriever(BaseRetriever):
+class BM25Retriever(PerCallKRetriever):
     """BM25 over a knowledge base, with scores, fast batches and a pickle-free save/load.
 
     Every returned Document carries ``metadata["id"]`` (the passage id), ``metadata["title"]``

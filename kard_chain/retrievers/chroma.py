@@ -20,12 +20,12 @@ from urllib.parse import urlparse
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 from tqdm.auto import tqdm
 
 from kard_chain.errors import MissingExtraError
 from kard_chain.records import Passage
+from kard_chain.retrievers.base import PerCallKRetriever
 
 DEFAULT_COLLECTION = "kard-passages"
 
@@ -47,7 +47,7 @@ def open_collection(path: str | Path | None = None, *, url: str | None = None, n
     return client.get_or_create_collection(name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
 
 
-class ChromaRetriever(BaseRetriever):
+class ChromaRetriever(PerCallKRetriever):
     """Dense retrieval over a Chroma collection of passages.
 
     Documents carry ``metadata["id"]``, ``metadata["title"]`` and ``metadata["score"]``

@@ -4,7 +4,7 @@
     retriever = RerankingRetriever(base_retriever=BM25Retriever.load("index/"), compressor=compressor, candidates=100, k=5)
     retriever.invoke("Could a goat be a source of cheese?")   # metadata["rerank_score"] on each
 
-With ``vectors`` (stored passage vectors from :class:`~kard_chain.passage_vectors.PassageVectors`)
+With ``vectors`` (stored passage vectors from :class:`~kard_chain.reranker.vectors.PassageVectors`)
 a late-interaction reranker encodes only the question; passages missing from the store are
 encoded on the fly.
 """
@@ -20,6 +20,8 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from kard_chain.retrievers.base import PerCallKRetriever
+
 
 class KardRerankerCompressor(BaseDocumentCompressor):
     """Keeps the ``top_n`` documents by KARD reranker score (``metadata["rerank_score"]``)."""
@@ -27,9 +29,9 @@ class KardRerankerCompressor(BaseDocumentCompressor):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     reranker: Any = Field(repr=False)
-    """A :class:`~kard_chain.reranker_model.KardReranker`."""
+    """A :class:`~kard_chain.reranker.model.KardReranker`."""
     vectors: Any = Field(default=None, repr=False)
-    """Optional :class:`~kard_chain.passage_vectors.PassageVectors` for stored passage embeddings."""
+    """Optional :class:`~kard_chain.reranker.vectors.PassageVectors` for stored passage embeddings."""
     top_n: int = Field(default=4, ge=1)
     """Documents to keep."""
 
@@ -40,7 +42,7 @@ class KardRerankerCompressor(BaseDocumentCompressor):
         ids = [d.metadata.get("id", d.id) for d in documents]
         if self.vectors is not None and all(i in self.vectors for i in ids):
             return self._stored_maxsim(query, ids)
-        from kard_chain.reranker_model import reranker_text
+        from kard_chain.reranker.model import reranker_text
 
         return self.reranker.score([query], [[reranker_text(d.metadata.get("title", ""), d.page_content) for d in documents]])[0]
 
@@ -58,7 +60,7 @@ class KardRerankerCompressor(BaseDocumentCompressor):
         return _best(documents, self.scores(query, documents), self.top_n)
 
 
-class RerankingRetriever(BaseRetriever):
+class RerankingRetriever(PerCallKRetriever):
     """Fetches ``candidates`` passages from any first-stage retriever and returns the ``k``
     the KARD reranker scores highest, with ``metadata["rerank_score"]``."""
 

@@ -5,7 +5,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from kard_chain import BM25Index, BM25Params, BM25Tokenizer, KardDataError, Passage, build_index
-from kard_chain import bm25_kernels
+from kard_chain.bm25 import kernels as bm25_kernels
 
 TOKENIZER = BM25Tokenizer(pattern=r"\S+", stopwords=None)
 

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from kard_chain.cli import main as kard  # noqa: E402
-from kard_chain.demo import METHODS, REFERENCE_TEACHER  # noqa: E402
+from kard_chain.demo.run import METHODS, REFERENCE_TEACHER  # noqa: E402
 
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):

@@ -7,8 +7,8 @@ from langchain_core.messages import HumanMessage
 
 from kard_chain import Example
 from kard_chain.cli import main
-from kard_chain.rationale_cache import read_rationales
-from kard_chain.teacher import build_teacher_chain
+from kard_chain.teacher.cache import read_rationales
+from kard_chain.teacher.chain import build_teacher_chain
 
 pytest.importorskip("transformers")
 
@@ -39,7 +39,7 @@ def tiny_lm(tmp_path_factory):
 
 
 def test_samples_n_replies_in_one_call(tiny_lm):
-    from kard_chain.chat_models.huggingface import HuggingFaceChatModel
+    from kard_chain.teacher.huggingface import HuggingFaceChatModel
 
     model = HuggingFaceChatModel.from_pretrained(str(tiny_lm), max_new_tokens=6)
     result = model.generate([[HumanMessage(content="can goats make cheese")]], n=3)

@@ -2,7 +2,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from kard_chain.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss  # noqa: E402
+from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss  # noqa: E402
 
 
 def test_kl_is_zero_when_scores_match_targets_and_ignores_padding():

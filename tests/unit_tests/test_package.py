@@ -8,9 +8,10 @@ def test_public_api():
     assert kard_chain.__all__ == [
         "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "ChromaRetriever", "DecoderLLM", "Example",
         "HashingEmbeddings", "HuggingFaceChatModel", "KardDataError", "KardReranker", "KardRerankerCompressor", "Passage",
-        "PassageVectors", "Rationale", "RationaleCache", "RerankingRetriever", "StudentFormatter", "StudentTrainingConfig",
-        "T5LLM", "TeacherRecord", "answer_tool", "build_index", "build_kard_chain", "build_rd_chain", "build_teacher_chain",
-        "dataset_names", "load_dataset", "load_passages", "load_teacher_prompts", "train_student",
+        "PassageVectors", "Rationale", "RationaleCache", "RerankerTrainingConfig", "RerankingRetriever", "StudentFormatter",
+        "StudentTrainingConfig", "T5LLM", "TeacherRecord", "answer_tool", "build_index", "build_kard_chain", "build_rd_chain",
+        "build_teacher_chain", "dataset_names", "load_dataset", "load_kard_chain", "load_passages", "load_teacher_prompts",
+        "train_reranker", "train_student",
     ]
     for name in kard_chain.__all__:
         assert getattr(kard_chain, name) is not None
@@ -20,3 +21,43 @@ def test_import_is_light():
     code = "import sys, kard_chain; kard_chain.BM25Retriever; kard_chain.build_teacher_chain; kard_chain.RerankingRetriever; kard_chain.build_kard_chain; kard_chain.T5LLM; kard_chain.StudentTrainingConfig; print(sorted(m for m in ('torch', 'transformers', 'chromadb') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_serving_imports_no_training_module():
+    # the inference chain, the trained-chain loader and the retrievers stand below training, never on it
+    code = ("import sys, kard_chain.chains, kard_chain.trained_chain, kard_chain.retrievers.reranking, kard_chain.student.llm; "
+            "print(sorted(m for m in sys.modules if m.startswith(('kard_chain.training', 'kard_chain.student.trainer', "
+            "'kard_chain.reranker.trainer', 'kard_chain.demo'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_no_module_imports_another_modules_private_name():
+    import ast
+    from pathlib import Path
+
+    root = Path(kard_chain.__file__).parent
+    private = []
+    for file in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kard_chain"):
+                private += [f"{file.relative_to(root)}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []
+
+
+def test_teacher_and_student_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    root = Path(kard_chain.__file__).parent
+
+    def imported(package: str) -> set[str]:
+        found = set()
+        for file in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found.add(node.module)
+        return found
+
+    assert not any(m.startswith("kard_chain.student") for m in imported("teacher"))
+    assert not any(m.startswith("kard_chain.teacher.chain") or m.startswith("kard_chain.teacher.runner") for m in imported("student"))

@@ -1,7 +1,7 @@
 import asyncio
 import time
 
-from kard_chain.rate_limit import RateLimiter
+from kard_chain.teacher.rate_limit import RateLimiter
 
 
 def run_timed(coro):

@@ -1,9 +1,9 @@
 import pytest
 
 from kard_chain import BM25Retriever, Example, Passage
-from kard_chain.rationale_cache import TeacherRecord
 from kard_chain.records import Rationale
-from kard_chain.rerank_candidates import build_candidates, rationale_pairs
+from kard_chain.reranker.candidates import build_candidates
+from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
 
 PASSAGES = [
     Passage(id="goat", text="Goats are mammals that produce milk."),

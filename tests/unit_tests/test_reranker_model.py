@@ -8,11 +8,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from kard_chain import BM25Retriever, Passage  # noqa: E402
-from kard_chain.losses import BM25DistillationKLLoss  # noqa: E402
+from kard_chain.reranker.losses import BM25DistillationKLLoss  # noqa: E402
 
 # Learning to rank held-out questions about unseen entities did not work on this toy in a
 # first try (the tiny encoder memorises names); the trainer's evaluation will measure that.
-from kard_chain.reranker_model import KardReranker  # noqa: E402
+from kard_chain.reranker.model import KardReranker  # noqa: E402
 from tests.unit_tests.tiny_models import tiny_reranker  # noqa: E402
 
 NAMES = [f"zorb{i}" for i in range(48)]

@@ -15,8 +15,9 @@ pytest.importorskip("accelerate")
 from safetensors.torch import load_file  # noqa: E402
 
 from kard_chain import BM25Retriever, Example, Passage  # noqa: E402
-from kard_chain.rerank_candidates import build_candidates, rationale_pairs  # noqa: E402
-from kard_chain.reranker_trainer import RerankerTrainingConfig, train_reranker  # noqa: E402
+from kard_chain.reranker.candidates import build_candidates
+from kard_chain.reranker.trainer import RerankerTrainingConfig, train_reranker  # noqa: E402
+from kard_chain.teacher.cache import rationale_pairs  # noqa: E402
 from tests.unit_tests.tiny_models import tiny_encoder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def test_train_checkpoint_resume_and_evaluate(setup, tmp_path, capsys):
 
 def test_lora_trains_adapters_and_saves_a_plain_encoder(setup, tmp_path):
     pytest.importorskip("peft")
-    from kard_chain.reranker_model import KardReranker
+    from kard_chain.reranker.model import KardReranker
 
     out = tmp_path / "lora"
     train_reranker(config(setup, out, max_steps=3, lora_r=4, eval_fraction=0.0))

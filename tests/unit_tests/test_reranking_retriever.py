@@ -12,7 +12,7 @@ from langchain_core.retrievers import BaseRetriever  # noqa: E402
 from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa: E402
 
 from kard_chain import BM25Retriever, Passage  # noqa: E402
-from kard_chain.passage_vectors import PassageVectors  # noqa: E402
+from kard_chain.reranker.vectors import PassageVectors  # noqa: E402
 from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever  # noqa: E402
 from tests.unit_tests.tiny_models import tiny_reranker  # noqa: E402
 

@@ -13,11 +13,11 @@ pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from kard_chain import BM25Retriever, T5LLM, build_kard_chain, build_rd_chain  # noqa: E402
+from kard_chain import T5LLM, BM25Retriever, build_kard_chain, build_rd_chain  # noqa: E402
 from kard_chain.cli import main as kard  # noqa: E402
-from kard_chain.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
-from kard_chain.student_llm import DecoderLLM  # noqa: E402
-from kard_chain.student_trainer import StudentTrainingConfig, train_student  # noqa: E402
+from kard_chain.student.llm import DecoderLLM  # noqa: E402
+from kard_chain.student.trainer import StudentTrainingConfig, train_student  # noqa: E402
+from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
 from tests.unit_tests.copy_task import copy_task, write_jsonl  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_saved_student_loads_with_its_config_and_the_kv_cache_on(setup):
 
 
 def test_resume_after_a_crash_gives_the_uninterrupted_weights(setup, monkeypatch):
-    from kard_chain import student_trainer
+    from kard_chain.student import trainer as student_trainer
 
     tmp, _ = setup
     kw = dict(method="rd", max_steps=12, save_every=5, batch_size=8, model=str(tmp / "init_dropout"))  # dropout: RNG state resumes too

@@ -8,9 +8,10 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, LLMResult
 
 from kard_chain import BM25Retriever, Example, Passage
-from kard_chain.chains import answer_tool, build_kard_chain, build_rd_chain, majority_vote
-from kard_chain.student_data import student_pairs
-from kard_chain.student_format import StudentFormatter
+from kard_chain.answers import majority_vote
+from kard_chain.chains import answer_tool, build_kard_chain, build_rd_chain
+from kard_chain.student.format import StudentFormatter
+from kard_chain.student.pairs import student_pairs
 from tests.unit_tests.copy_task import copy_task
 
 
@@ -53,7 +54,7 @@ def test_formatter_cuts_passages_to_the_budget_and_counts_what_it_leaves_out():
 
 
 def test_formatter_counts_tokens_with_the_students_tokenizer():
-    from kard_chain.scratch_models import word_tokenizer
+    from kard_chain.testing.scratch_models import word_tokenizer
 
     tok = word_tokenizer(["alpha beta , gamma . delta"])
     fmt = StudentFormatter.load(tokenizer=tok, max_passage_tokens=4, min_passage_tokens=4)

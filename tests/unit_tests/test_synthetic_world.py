@@ -1,7 +1,7 @@
 """The demo's world: disjoint train/test entities, every question answerable from the knowledge base."""
 
-from kard_chain.demo import REFERENCE_TEACHER, reference_teacher
-from kard_chain.synthetic_world import WEATHER, build_world, edit_world
+from kard_chain.demo.run import REFERENCE_TEACHER, reference_teacher
+from kard_chain.demo.world import WEATHER, build_world, edit_world
 
 
 def mentioned(examples, world):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from kard_chain.cli import main
-from kard_chain.rationale_cache import RationaleCache, TeacherRecord
+from kard_chain.teacher.cache import RationaleCache, TeacherRecord
 from kard_chain.testing.openai_server import FakeOpenAIServer
 
 pytest.importorskip("langchain_openai")

@@ -7,8 +7,9 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
 from kard_chain import Example, KardDataError
-from kard_chain.prompts import TEACHER_TASKS, load_teacher_prompts
-from kard_chain.teacher import build_teacher_chain, parse_answer, render_question
+from kard_chain.answers import parse_answer
+from kard_chain.teacher.chain import build_teacher_chain, render_question
+from kard_chain.teacher.prompts import TEACHER_TASKS, load_teacher_prompts
 
 YES_NO = Example(id="q1", question="Can goats make cheese?", answer="yes")
 MC = Example(id="q2", question="Which drug causes dry cough?", options={"A": "Lisinopril", "B": "Losartan", "C": "Amlodipine", "D": "Metoprolol"}, answer="A")

@@ -1,7 +1,7 @@
 """Tiny models built from configs, with tokenizers trained on the fly (no download)."""
 
-from kard_chain.reranker_model import KardReranker, RerankerConfig
-from kard_chain.scratch_models import scratch_bert
+from kard_chain.reranker.model import KardReranker, RerankerConfig
+from kard_chain.testing.scratch_models import scratch_bert
 
 
 def tiny_encoder(words, dropout=0.1):

@@ -40,7 +40,7 @@ def load_teacher(
     if kind == "hf" and name:
         from pathlib import Path
 
-        from kard_chain.chat_models.huggingface import HuggingFaceChatModel
+        from kard_chain.teacher.huggingface import HuggingFaceChatModel
 
         if name.endswith(".gguf"):  # hf:path/to/model.gguf loads the GGUF file from its folder
             name, gguf_file = str(Path(name).parent), Path(name).name

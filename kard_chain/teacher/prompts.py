@@ -1,5 +1,4 @@
-"""The one place prompt files are read: ``prompts/`` in the repository, ``kard_chain/prompts``
-in an installed wheel.
+"""The teacher's prompt files (read through :mod:`kard_chain.prompt_files`).
 
 Teacher prompts are TOML files ``prompts/teacher/{task}/{variant}.toml``::
 
@@ -16,32 +15,18 @@ Teacher prompts are TOML files ``prompts/teacher/{task}/{variant}.toml``::
 
 Users add variants by putting files in a folder of their own: ``DIR/{task}/{variant}.toml``
 or ``DIR/{variant}.toml``.
-
-Student prompts are ``prompts/student/{variant}.toml`` (see :class:`StudentPrompt`): the
-templates of the student's input and target, shared by the trainer and the inference chain.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from kard_chain.errors import KardDataError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from kard_chain.prompt_files import prompts_root, read_prompt
 
 TEACHER_TASKS = ("strategyqa", "medqa", "obqa", "generic")
-
-
-def prompts_root() -> Path:
-    """The packaged prompts folder, or the repository's in an editable install."""
-    packaged = Path(__file__).parent / "prompts"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "prompts"
 
 
 class Demonstration(BaseModel):
@@ -82,46 +67,6 @@ class TeacherPrompt(BaseModel):
     examples: list[Demonstration] = Field(default_factory=list)
 
 
-class StudentPrompt(BaseModel):
-    """Templates of the student's input and target, as read from ``prompts/student/*.toml``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    description: str = ""
-    source: str
-    """The input: ``{question}``, ``{options}`` and ``{knowledge}`` (the last two may render empty)."""
-    options: str
-    """The options block, around ``{options}``."""
-    option: str
-    """One option: ``{letter}``, ``{text}``."""
-    knowledge: str
-    """The knowledge block, around ``{passages}``."""
-    passage: str
-    """One passage: ``{number}``, ``{id}``, ``{title}``, ``{text}``."""
-    passage_separator: str = " "
-    omitted: str
-    """Said in the input when passages were left out for length: ``{count}``."""
-    target: str
-    """Rationale and answer: ``{rationale}``, ``{answer}``."""
-    answer_only: str
-    """The plain fine-tuning target: ``{answer}``."""
-    choice: str = "({letter}) {text}"
-    """A multiple-choice answer inside the target: ``{letter}``, ``{text}``."""
-
-
-def _read_prompt(file: Path, model: type[BaseModel] = TeacherPrompt) -> BaseModel:
-    try:
-        with file.open("rb") as f:
-            data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
-        raise KardDataError(f"invalid TOML ({e})", path=file) from None
-    try:
-        return model(**data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise KardDataError(err["msg"], path=file, field=".".join(map(str, err["loc"]))) from None
-
-
 def load_teacher_prompts(task: str, extra_dir: str | Path | None = None) -> dict[str, TeacherPrompt]:
     """All variants for ``task`` keyed by file stem (``default``, ``terse``, ...), the
     user's folder overriding and extending the shipped ones."""
@@ -136,18 +81,7 @@ def load_teacher_prompts(task: str, extra_dir: str | Path | None = None) -> dict
     variants: dict[str, TeacherPrompt] = {}
     for folder in folders:
         for file in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
-            variants[file.stem] = _read_prompt(file)
+            variants[file.stem] = read_prompt(file, TeacherPrompt)
     if "default" not in variants:
         raise KardDataError(f"no default.toml prompt for task {task!r}", path=folders[0])
     return variants
-
-
-def load_student_prompt(variant: str = "default", extra_dir: str | Path | None = None) -> StudentPrompt:
-    """The student prompt ``variant``: ``extra_dir/{variant}.toml`` if present, else the shipped one."""
-    candidates = ([Path(extra_dir) / f"{variant}.toml"] if extra_dir is not None else []) + [
-        prompts_root() / "student" / f"{variant}.toml"
-    ]
-    for file in candidates:
-        if file.is_file():
-            return _read_prompt(file, StudentPrompt)
-    raise KardDataError(f"no student prompt {variant!r}", path=candidates[0])

@@ -41,12 +41,12 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
-from kard_chain import bm25_kernels
+from kard_chain.bm25 import kernels as bm25_kernels
+from kard_chain.bm25.passage_store import DiskPassageStore, MemoryPassageStore, PassageStore, PassageWriter
+from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
-from kard_chain.passage_store import DiskPassageStore, MemoryPassageStore, PassageStore, PassageWriter
 from kard_chain.records import Passage
-from kard_chain.tokenizer import BM25Tokenizer
 
 Backend = Literal["fast", "rank_bm25"]
 FORMAT = "kard-bm25"
@@ -350,6 +350,16 @@ def _build_arrays(
     doc_lengths = np.concatenate(lengths)
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
+    indptr, docs, tf = _postings(per_chunk, n_terms)
+    idf = _idf(np.diff(indptr), len(ids), params)
+    weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
+    terms = sorted(vocab, key=vocab.__getitem__)[n_stop:]
+    arrays = {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
+    return terms, arrays, ids
+
+
+def _postings(per_chunk: list[sp.csr_matrix], n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chunks' document-by-term counts as term-major postings: ``indptr``, ``docs`` and ``tf`` (emptied ``per_chunk``)."""
     for counts in per_chunk:  # earlier chunks saw a smaller vocabulary
         counts.resize((counts.shape[0], n_terms))
     by_term = sp.vstack(per_chunk, format="csr").tocsc()
@@ -358,13 +368,7 @@ def _build_arrays(
     docs = by_term.indices.astype(np.int32)
     tf = by_term.data
     del by_term
-    tf = tf.astype(np.uint16) if tf.max(initial=0) < 2**16 else tf.astype(np.int32)
-
-    idf = _idf(np.diff(indptr), len(ids), params)
-    weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
-    terms = sorted(vocab, key=vocab.__getitem__)[n_stop:]
-    arrays = {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
-    return terms, arrays, ids
+    return indptr, docs, tf.astype(np.uint16) if tf.max(initial=0) < 2**16 else tf.astype(np.int32)
 
 
 def _idf(df: np.ndarray, n_docs: int, params: BM25Params) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""The teacher's rationale cache: append-only JSONL, one :class:`TeacherRecord` per example id."""
+"""The teacher's rationale cache (append-only JSONL, one :class:`TeacherRecord` per example id) and the
+(question, rationale) pairs that the reranker and the student learn from."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from kard_chain.jsonl_store import JsonlStore, read_records
-from kard_chain.records import Rationale
+from kard_chain.records import Example, Rationale
 
 
 class TeacherRecord(BaseModel):
@@ -50,3 +52,28 @@ class RationaleCache(JsonlStore[TeacherRecord]):
 def read_rationales(path: str | Path) -> dict[str, TeacherRecord]:
     """All records of a cache file, by example id (read-only)."""
     return read_records(path, TeacherRecord)
+
+
+class RationalePair(BaseModel):
+    """A question with one of its rationales."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    """``{example id}#{rationale index}``."""
+    example_id: str
+    question: str
+    rationale: str
+
+
+def rationale_pairs(
+    examples: Iterable[Example], teacher: Mapping[str, TeacherRecord] | None = None, *, reference: bool = False
+) -> list[RationalePair]:
+    """Pairs from the teacher's kept rationales and/or the examples' reference rationales."""
+    pairs = []
+    for ex in examples:
+        texts = [r.text for r in teacher[ex.id].kept] if teacher and ex.id in teacher else []
+        if reference and ex.reference_rationale:
+            texts.append(ex.reference_rationale)
+        pairs += [RationalePair(id=f"{ex.id}#{i}", example_id=ex.id, question=ex.question, rationale=t) for i, t in enumerate(texts)]
+    return pairs

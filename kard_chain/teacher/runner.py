@@ -3,7 +3,7 @@
 Bounded concurrency (asyncio workers), a requests/tokens-per-minute limiter, retries with
 exponential backoff and jitter on rate limits, server errors, timeouts and dropped
 connections only (anything else, such as a bad API key or a bad request, stops the run),
-and an append-only cache with one record per example (see :mod:`kard_chain.rationale_cache`).
+and an append-only cache with one record per example (see :mod:`kard_chain.teacher.cache`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -23,9 +24,9 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable
 from tqdm.auto import tqdm
 
-from kard_chain.rate_limit import RateLimiter
-from kard_chain.rationale_cache import RationaleCache, TeacherRecord
 from kard_chain.records import Example, Rationale
+from kard_chain.teacher.cache import RationaleCache, TeacherRecord
+from kard_chain.teacher.rate_limit import RateLimiter
 
 # USD per million input / output tokens; pass prices explicitly for other models.
 PRICES: dict[str, tuple[float, float]] = {
@@ -150,6 +151,74 @@ class TeachSummary:
         return "\n".join(lines)
 
 
+@dataclass
+class RetryPolicy:
+    """How failed requests are retried, and how fast requests go out."""
+
+    limiter: RateLimiter | None = None
+    requests_per_example: int = 1
+    max_retries: int = 6
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+
+
+def check_cache_config(cache: RationaleCache, task: str, mode: str, prompt: str, model: str) -> None:
+    """A cache holds one configuration's records: refuse to add another's."""
+    first = next(iter(cache), None)
+    if first is not None and (first.task, first.mode, first.prompt, first.model) != (task, mode, prompt, model):
+        raise ValueError(
+            f"{cache.path} holds records made with task={first.task}, mode={first.mode}, prompt={first.prompt}, "
+            f"model={first.model}; this run is task={task}, mode={mode}, prompt={prompt}, model={model}. Use another output file."
+        )
+
+
+async def _ask(chain: Runnable, ex: Example, prompt: str, policy: RetryPolicy,
+               summary: TeachSummary) -> tuple[list[Rationale], TokenCounter] | None:
+    """The chain's rationales for one example, retried on retryable errors; ``None`` once retries run out."""
+    for attempt in range(policy.max_retries + 1):
+        counter = TokenCounter()
+        estimate = len(ex.question) // 4 + 500
+        if policy.limiter:
+            await policy.limiter.acquire(policy.requests_per_example, estimate)
+        try:
+            rationales = await chain.ainvoke(ex, config={"callbacks": [counter], "configurable": {"prompt": prompt}})
+        except Exception as e:  # classified: retried, or the run stops
+            kind, retryable, after = classify_error(e)
+            summary.errors[kind] += 1
+            if not retryable:
+                raise TeacherStopped(f"{kind}: {redact(str(e))}") from None
+            if attempt == policy.max_retries:
+                summary.failed += 1
+                return None
+            delay = min(policy.max_backoff, policy.backoff * 2**attempt) * random.uniform(0.5, 1.5)
+            await asyncio.sleep(max(delay, after or 0.0))
+            continue
+        if policy.limiter:
+            policy.limiter.settle(estimate, counter.input_tokens + counter.output_tokens)
+        return rationales, counter
+    return None
+
+
+async def _run_workers(todo: list[Example], concurrency: int, work) -> None:
+    """``work(example)`` over ``todo`` with ``concurrency`` workers; on an error every worker stops."""
+    queue: asyncio.Queue[Example] = asyncio.Queue()
+    for ex in todo:
+        queue.put_nowait(ex)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await work(queue.get_nowait())
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for w in workers:
+            w.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+
+
 async def teach(
     chain: Runnable[Example, list[Rationale]],
     examples: Sequence[Example],
@@ -175,68 +244,56 @@ async def teach(
     ``max_retries`` retries is left out (a rerun tries it again). A non-retryable error
     raises :class:`TeacherStopped` after the workers stop; finished records stay in the cache.
     """
-    first = next(iter(cache), None)  # a cache holds one configuration's records: never mix two
-    if first is not None and (first.task, first.mode, first.prompt, first.model) != (task, mode, prompt, model):
-        raise ValueError(
-            f"{cache.path} holds records made with task={first.task}, mode={first.mode}, prompt={first.prompt}, "
-            f"model={first.model}; this run is task={task}, mode={mode}, prompt={prompt}, model={model}. Use another output file."
-        )
+    check_cache_config(cache, task, mode, prompt, model)
+    policy = RetryPolicy(limiter, requests_per_example, max_retries, backoff, max_backoff)
     summary = TeachSummary(examples=len(examples), price=price)
     todo = [ex for ex in examples if ex.id not in cache]
     summary.skipped = len(examples) - len(todo)
-    queue: asyncio.Queue[Example] = asyncio.Queue()
-    for ex in todo:
-        queue.put_nowait(ex)
     bar = tqdm(total=len(todo), desc="teacher", unit=" ex", disable=not show_progress)
     start = time.perf_counter()
 
-    async def run_one(ex: Example) -> TeacherRecord | None:
-        for attempt in range(max_retries + 1):
-            counter = TokenCounter()
-            estimate = len(ex.question) // 4 + 500
-            if limiter:
-                await limiter.acquire(requests_per_example, estimate)
-            try:
-                rationales = await chain.ainvoke(ex, config={"callbacks": [counter], "configurable": {"prompt": prompt}})
-            except Exception as e:  # classified: retried, or the run stops
-                kind, retryable, after = classify_error(e)
-                summary.errors[kind] += 1
-                if not retryable:
-                    raise TeacherStopped(f"{kind}: {redact(str(e))}") from None
-                if attempt == max_retries:
-                    summary.failed += 1
-                    return None
-                delay = min(max_backoff, backoff * 2**attempt) * random.uniform(0.5, 1.5)
-                await asyncio.sleep(max(delay, after or 0.0))
-                continue
-            if limiter:
-                limiter.settle(estimate, counter.input_tokens + counter.output_tokens)
-            return TeacherRecord(
-                id=ex.id, task=task, mode=mode, prompt=prompt, model=model, rationales=rationales,
-                input_tokens=counter.input_tokens, output_tokens=counter.output_tokens, gold=ex.answer,
-            )
-        return None
+    async def work(ex: Example) -> None:
+        answered = await _ask(chain, ex, prompt, policy, summary)
+        if answered is not None:
+            rationales, counter = answered
+            record = TeacherRecord(id=ex.id, task=task, mode=mode, prompt=prompt, model=model, rationales=rationales,
+                                   input_tokens=counter.input_tokens, output_tokens=counter.output_tokens, gold=ex.answer)
+            cache.append(record)
+            summary.add(record)
+        cost = summary.cost
+        bar.set_postfix(kept=summary.kept, tokens=summary.input_tokens + summary.output_tokens, cost="n/a" if cost is None else f"${cost:.3f}")
+        bar.update(1)
 
-    async def worker() -> None:
-        while not queue.empty():
-            ex = queue.get_nowait()
-            record = await run_one(ex)
-            if record is not None:
-                cache.append(record)
-                summary.add(record)
-            cost = summary.cost
-            bar.set_postfix(kept=summary.kept, tokens=summary.input_tokens + summary.output_tokens, cost="n/a" if cost is None else f"${cost:.3f}")
-            bar.update(1)
-
-    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
     try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+        await _run_workers(todo, concurrency, work)
     finally:
         bar.close()
         summary.seconds = time.perf_counter() - start
     return summary
+
+
+async def teach_variants(chat_model: Any, chain: Runnable, examples: Sequence[Example], paths: dict[str, Path], *,
+                         log=print, **options: Any) -> dict[str, TeachSummary]:
+    """:func:`teach` once per prompt variant, each into its own cache file; closes the model's HTTP client at the end."""
+    summaries = {}
+    try:
+        for variant, path in paths.items():
+            log(f"teacher {options['model']}, task {options['task']}, mode {options['mode']}, prompt {variant}: "
+                f"{len(examples)} examples -> {path}")
+            with RationaleCache.open(path) as cache:
+                summaries[variant] = await teach(chain, examples, cache, prompt=variant, **options)
+    finally:
+        client = getattr(chat_model, "http_async_client", None)
+        if client is not None:
+            await client.aclose()
+    return summaries
+
+
+def compare_table(summaries: dict[str, TeachSummary]) -> str:
+    """The headline figures of several prompt variants side by side."""
+    rows = {v: s.row() for v, s in summaries.items()}
+    keys = list(next(iter(rows.values())))
+    width = max(24, *(len(v) + 2 for v in summaries))
+    lines = [f"\n{'':<28}" + "".join(f"{v:>{width}}" for v in summaries)]
+    lines += [f"{key:<28}" + "".join(f"{rows[v][key]:>{width}}" for v in summaries) for key in keys]
+    return "\n".join(lines)

@@ -11,17 +11,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
-from kard_chain.rationale_cache import TeacherRecord
 from kard_chain.records import Example
-from kard_chain.rerank_candidates import rationale_pairs
-from kard_chain.student_format import StudentFormatter
+from kard_chain.student.format import StudentFormatter
+from kard_chain.student.settings import Method
+from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
 
-Method = Literal["kard", "rd", "ft"]
 METHODS: tuple[str, ...] = ("kard", "rd", "ft")
 
 

@@ -4,7 +4,8 @@
     source = fmt.source(question, options, passages)     # StudentInput: .text, .passage_ids, ...
     target = fmt.target(rationale, answer, options)      # "... So the answer is text (B)."
 
-Templates come from ``prompts/student/{variant}.toml``. Passages share a token budget
+The input's templates come from ``prompts/student/{variant}.toml``; the target's form is the
+answer grammar of :mod:`kard_chain.answers`, which the inference chain parses. Passages share a token budget
 equally; a passage longer than its share is cut at a token boundary (and ends in "..."). When
 the budget cannot give each passage ``min_passage_tokens``, the last passages are left out and
 the input says how many.
@@ -12,14 +13,60 @@ the input says how many.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kard_chain.prompts import StudentPrompt, load_student_prompt
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from kard_chain.answers import render_target
+from kard_chain.errors import KardDataError
+from kard_chain.prompt_files import prompts_root, read_prompt
 from kard_chain.records import Passage
+
+_TARGET_KEYS = ("target", "answer_only", "choice")
+
+
+class StudentPrompt(BaseModel):
+    """Templates of the student's input, as read from ``prompts/student/*.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    source: str
+    """The input: ``{question}``, ``{options}`` and ``{knowledge}`` (the last two may render empty)."""
+    options: str
+    """The options block, around ``{options}``."""
+    option: str
+    """One option: ``{letter}``, ``{text}``."""
+    knowledge: str
+    """The knowledge block, around ``{passages}``."""
+    passage: str
+    """One passage: ``{number}``, ``{id}``, ``{title}``, ``{text}``."""
+    passage_separator: str = " "
+    omitted: str
+    """Said in the input when passages were left out for length: ``{count}``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_target_templates(cls, data: dict) -> dict:
+        found = [k for k in _TARGET_KEYS if isinstance(data, dict) and k in data]
+        if found:
+            raise ValueError(f"{found[0]!r} is no longer a template: the target's form is fixed by kard_chain.answers "
+                             "(the chain parses what the student writes); remove it from the prompt file")
+        return data
+
+
+def load_student_prompt(variant: str = "default", extra_dir: str | Path | None = None) -> StudentPrompt:
+    """The student prompt ``variant``: ``extra_dir/{variant}.toml`` if present, else the shipped one."""
+    candidates = ([Path(extra_dir) / f"{variant}.toml"] if extra_dir is not None else []) + [
+        prompts_root() / "student" / f"{variant}.toml"
+    ]
+    for file in candidates:
+        if file.is_file():
+            return read_prompt(file, StudentPrompt)
+    raise KardDataError(f"no student prompt {variant!r}", path=candidates[0])
 
 
 @dataclass
@@ -65,6 +112,12 @@ class StudentFormatter:
         """The formatter of prompt file ``variant`` (a user's ``prompts_dir`` first)."""
         return cls(load_student_prompt(variant, prompts_dir), **kwargs)
 
+    @classmethod
+    def from_settings(cls, settings: Any, tokenizer: Any = None) -> StudentFormatter:
+        """The formatter a student was trained with: ``settings`` has ``prompt``, ``prompts_dir`` and
+        ``max_passage_tokens`` (:class:`~kard_chain.student.settings.StudentSettings`, or a training config)."""
+        return cls.load(settings.prompt, settings.prompts_dir, tokenizer=tokenizer, max_passage_tokens=settings.max_passage_tokens)
+
     def source(self, question: str, options: dict[str, str] | None = None, passages: Sequence[Any] = ()) -> StudentInput:
         """The input for a question; ``passages`` (Passage or Document) are left out entirely when empty."""
         p = self.prompt
@@ -90,10 +143,7 @@ class StudentFormatter:
 
     def target(self, rationale: str | None, answer: str, options: dict[str, str] | None = None) -> str:
         """Rationale + answer, or the answer alone when ``rationale`` is ``None`` (plain fine-tuning)."""
-        shown = self.prompt.choice.format(letter=answer, text=options[answer]) if options and answer in options else answer
-        if rationale is None:
-            return self.prompt.answer_only.format(answer=shown)
-        return self.prompt.target.format(rationale=strip_final_answer(rationale), answer=shown)
+        return render_target(rationale, answer, options)
 
     def _cut(self, text: str, budget: int) -> tuple[str, bool]:
         """``text`` cut to ``budget`` tokens (words without a tokenizer) at a token boundary."""
@@ -107,9 +157,3 @@ class StudentFormatter:
             return text, False
         return text[: offsets[budget - 1][1]].rstrip() + " ...", True
 
-
-def strip_final_answer(rationale: str) -> str:
-    """The rationale without a closing "So the answer is ..." sentence (the target adds its own)."""
-    text = rationale.strip()
-    m = re.search(r"(?:^|(?<=[.!?]))\s*(?:so,?\s+|thus,?\s+|therefore,?\s+)?the\s+(?:correct\s+|final\s+)?answer\s+is\b[^\n]*$", text, re.I)
-    return text[: m.start()].strip() if m and m.start() > 0 else text

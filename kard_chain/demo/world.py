@@ -24,8 +24,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.records import Example, Passage
-from kard_chain.tokenizer import BM25Tokenizer
 
 COLOURS = ["red", "blue", "green", "yellow"]
 DIETS = ["insects", "seeds", "fish", "leaves"]

@@ -57,7 +57,7 @@ class PassageVectors:
         """Encode every passage with ``reranker`` (late interaction) and save the folder."""
         import torch
 
-        from kard_chain.reranker_model import reranker_text
+        from kard_chain.reranker.model import reranker_text
 
         if reranker.config.scoring != "late_interaction":
             raise ValueError("passage vectors need a late-interaction reranker")

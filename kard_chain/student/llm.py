@@ -26,18 +26,10 @@ from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field
 
+from kard_chain.answers import cut_at_stop
 from kard_chain.errors import MissingExtraError
 
 GENERATION_KEYS = ("n", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "logprobs")
-
-
-def cut_at_stop(text: str, stop: list[str] | None) -> str:
-    """``text`` up to the first occurrence of any stop sequence."""
-    for s in stop or []:
-        i = text.find(s)
-        if i >= 0:
-            text = text[:i]
-    return text
 
 
 class T5LLM(BaseLLM):
@@ -145,7 +137,6 @@ class T5LLM(BaseLLM):
     def _logprobs(self, enc, i: int, generated) -> list[float]:
         """Log-probability of each of one prompt's samples under the model (temperature 1)."""
         import torch
-
         from transformers.modeling_outputs import BaseModelOutput
 
         n = generated.shape[0]

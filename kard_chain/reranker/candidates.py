@@ -5,34 +5,21 @@ The scores are the KARD reranker's targets: seeing only the question, it learns 
 passages the way BM25 ranks them for the rationale. Candidates go to an append-only JSONL
 store (see :mod:`kard_chain.jsonl_store`), so an interrupted build resumes where it stopped::
 
-    pairs = rationale_pairs(examples, read_rationales("rationales.jsonl"))
+    pairs = rationale_pairs(examples, read_rationales("rationales.jsonl"))   # kard_chain.teacher.cache
     build_candidates(pairs, BM25Retriever.load("index/"), "candidates.jsonl", k=20)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from kard_chain.jsonl_store import JsonlStore
-from kard_chain.rationale_cache import TeacherRecord
-from kard_chain.records import Example
 from kard_chain.retrievers.bm25 import BM25Retriever
-
-
-class RationalePair(BaseModel):
-    """A question with one of its rationales."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str
-    """``{example id}#{rationale index}``."""
-    example_id: str
-    question: str
-    rationale: str
+from kard_chain.teacher.cache import RationalePair
 
 
 class CandidateSet(BaseModel):
@@ -56,19 +43,6 @@ class CandidateSet(BaseModel):
     def best(self) -> int:
         """Position of the rationale's best passage (highest BM25(rationale, passage))."""
         return max(range(len(self.passage_ids)), key=self.rationale_scores.__getitem__)
-
-
-def rationale_pairs(
-    examples: Iterable[Example], teacher: Mapping[str, TeacherRecord] | None = None, *, reference: bool = False
-) -> list[RationalePair]:
-    """Pairs from the teacher's kept rationales and/or the examples' reference rationales."""
-    pairs = []
-    for ex in examples:
-        texts = [r.text for r in teacher[ex.id].kept] if teacher and ex.id in teacher else []
-        if reference and ex.reference_rationale:
-            texts.append(ex.reference_rationale)
-        pairs += [RationalePair(id=f"{ex.id}#{i}", example_id=ex.id, question=ex.question, rationale=t) for i, t in enumerate(texts)]
-    return pairs
 
 
 def build_candidates(

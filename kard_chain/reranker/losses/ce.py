@@ -11,7 +11,7 @@ class TopCandidateCrossEntropyLoss(nn.Module):
     """Cross-entropy of ``softmax(scores / score_temperature)`` against the candidate with the
     highest BM25(rationale, passage) in each set.
 
-    Same inputs as :class:`~kard_chain.losses.kl.BM25DistillationKLLoss`: ``scores``,
+    Same inputs as :class:`~kard_chain.reranker.losses.kl.BM25DistillationKLLoss`: ``scores``,
     ``targets`` and ``mask``, each ``(batch, candidates)``.
     """
 

@@ -21,8 +21,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from kard_chain.answers import cut_at_stop
 from kard_chain.errors import MissingExtraError
-from kard_chain.student_llm import cut_at_stop
 
 
 def _role(message: BaseMessage) -> str:

@@ -1,1 +1,0 @@
-"""LangChain chat models of our own (local Hugging Face teachers)."""

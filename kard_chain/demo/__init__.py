@@ -1,0 +1,1 @@
+"""``kard demo``: a synthetic world and the stages that run the whole method on it."""

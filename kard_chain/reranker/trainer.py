@@ -1,0 +1,236 @@
+"""Training the KARD reranker: the loop behind ``trainers/reranker.py`` and ``kard train-reranker``.
+
+One pydantic config is the truth (from flags or a JSON file). The loop is
+:mod:`kard_chain.training.loop` (AdamW with linear warm-up and decay, gradient accumulation, a
+checkpoint every ``save_every`` optimiser steps, exact resume from the last one in
+``output_dir``); an evaluation after each epoch, and :mod:`accelerate` for several processes or GPUs::
+
+    accelerate launch --num_processes 2 --cpu trainers/reranker.py --config reranker.json
+
+Evaluation: on held-out candidate sets (examples not trained on), Hits@1/3/5 of the
+rationale's best passage (highest BM25(rationale, passage)) when the candidates are ranked
+by BM25(question) and by the reranker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kard_chain.jsonl_store import read_records
+from kard_chain.reranker.candidates import CandidateSet
+from kard_chain.training.checkpoints import checkpoints_in, write_metrics
+from kard_chain.training.config import TrainingConfig
+from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
+
+
+class RerankerTrainingConfig(TrainingConfig):
+    """Everything a reranker training run needs."""
+
+    encoder: str
+    """Hugging Face encoder (folder or hub name) to start from."""
+    candidates: Path
+    """Candidate store (``build_candidates``)."""
+    index: Path
+    """BM25 index folder holding the passages (and scoring BM25(question) for evaluation)."""
+    scoring: Literal["late_interaction", "cross_encoder"] = "late_interaction"
+    """late_interaction (MaxSim over token vectors; passages can be pre-encoded) or cross_encoder."""
+    dim: int = Field(default=128, ge=1)
+    """Size of the token vectors (late interaction)."""
+    loss: Literal["kl", "ce"] = "kl"
+    """kl: to softmax(BM25(rationale, d) / tau) over the candidates; ce: on the rationale's best passage."""
+    target_temperature: float = Field(default=1.0, gt=0)
+    """Temperature of softmax(BM25(rationale, d) / tau) (the KL target)."""
+    score_temperature: float = Field(default=1.0, gt=0)
+    """Temperature of the reranker's softmax."""
+    candidates_per_set: int = Field(default=16, ge=2)
+    """Candidates sampled per set each step (the rationale's best passage always among them)."""
+    rationale_share: float = Field(default=0.5, ge=0, le=1)
+    """Share of the sampled candidates drawn from the rationale-retrieved passages."""
+    learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)
+    """Peak learning rate of the encoder."""
+    head_learning_rate: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    """The new projection or head learns faster than the pretrained encoder."""
+    weight_decay: float = Field(default=0.01, ge=0, allow_inf_nan=False)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    save_every: int = Field(default=200, ge=1)
+    eval_fraction: float = Field(default=0.1, ge=0, lt=1)
+    """Share of examples held out for evaluation (by a hash of the example id)."""
+    lora_r: int | None = Field(default=None, ge=1)
+    """Train LoRA adapters of this rank (peft) instead of the whole encoder; merged into it at the end."""
+    lora_alpha: int = 16
+    """LoRA scaling."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA adapters."""
+    lora_target_modules: list[str] | None = None
+    """Modules that get adapters (default: peft's choice for the architecture)."""
+    max_question_tokens: int = Field(default=64, ge=1)
+    """Questions are truncated to this many tokens."""
+    max_passage_tokens: int = Field(default=256, ge=1)
+    """Passages are truncated to this many tokens."""
+
+
+def is_held_out(example_id: str, fraction: float) -> bool:
+    """A stable split by example id: the same example is always on the same side."""
+    return int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
+
+
+def sample_candidates(c: CandidateSet, n: int, share: float, rng: random.Random) -> tuple[list[str], list[float]]:
+    """``n`` candidates mixing rationale- and question-retrieved passages; the best by target is always kept."""
+    best = c.best
+    by_r = [i for i, r in enumerate(c.from_rationale) if r and i != best]
+    by_q = [i for i, r in enumerate(c.from_rationale) if not r and i != best]
+    want_r = min(len(by_r), round((n - 1) * share))
+    chosen = rng.sample(by_r, want_r) + rng.sample(by_q, min(len(by_q), n - 1 - want_r))
+    chosen += rng.sample([i for i in by_r if i not in chosen], min(n - 1 - len(chosen), len(by_r) - want_r))
+    chosen = [best] + chosen
+    rng.shuffle(chosen)
+    return [c.passage_ids[i] for i in chosen], [c.rationale_scores[i] for i in chosen]
+
+
+def hits(rankings: list[list[int]], gold: list[int], ks=(1, 3, 5)) -> dict[str, float]:
+    """Hits@k: the share of sets whose gold position is among the first k of the ranking."""
+    return {f"hits@{k}": sum(g in r[:k] for r, g in zip(rankings, gold)) / max(len(gold), 1) for k in ks}
+
+
+def _with_lora(model, config: RerankerTrainingConfig):
+    """The encoder wrapped in LoRA adapters (peft)."""
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        from kard_chain.errors import MissingExtraError
+
+        raise MissingExtraError("peft", "lora") from None
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.lora_target_modules)
+    model.encoder = get_peft_model(model.encoder, lora)
+    return model
+
+
+class _RerankerTask:
+    """The reranker's side of the shared loop: sample candidates, score them, compare with the BM25 targets."""
+
+    def __init__(self, model, loss_fn, index, held_out: list[CandidateSet], accelerator, config: RerankerTrainingConfig) -> None:
+        from kard_chain.reranker.model import reranker_text
+
+        self.model, self.loss_fn, self.index, self.held_out = model, loss_fn, index, held_out
+        self.accelerator, self.config, self.metrics = accelerator, config, {}
+        self._text, self._format = {}, reranker_text
+
+    def passage_text(self, pid: str) -> str:
+        if pid not in self._text:
+            p = self.index.passages.get(self.index.row_of[pid])
+            self._text[pid] = self._format(p.title, p.text)
+        return self._text[pid]
+
+    def _sample(self, batch: list[CandidateSet], rng: random.Random) -> list[tuple[list[str], list[float]]]:
+        return [sample_candidates(c, self.config.candidates_per_set, self.config.rationale_share, rng) for c in batch]
+
+    def replay(self, batch: list[CandidateSet], rng: random.Random) -> None:
+        self._sample(batch, rng)
+
+    def loss(self, batch: list[CandidateSet], rng: random.Random):
+        import torch
+
+        sampled = self._sample(batch, rng)
+        scores, mask = self.model([c.question for c in batch], [[self.passage_text(p) for p in ids] for ids, _ in sampled])
+        targets = torch.zeros_like(scores)
+        for i, (_, t) in enumerate(sampled):
+            targets[i, : len(t)] = torch.tensor(t)
+        return self.loss_fn(scores, targets, mask)
+
+    def save_weights(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        save_file({k: v.contiguous() for k, v in unwrapped.encoder.state_dict().items()}, folder / "encoder.safetensors")
+        save_file({k: v.contiguous() for k, v in unwrapped.head.state_dict().items()}, folder / "head.safetensors")
+
+    def end_of_epoch(self, epoch: int, step: int) -> None:
+        if self.held_out and self.accelerator.is_main_process:
+            self.metrics = {"epoch": epoch, "step": step, **self.evaluate()}
+            self.accelerator.print(format_metrics(self.metrics))
+
+    def evaluate(self) -> dict[str, Any]:
+        """Hits@k of the rationale's best passage on the held-out sets, by BM25(question) and by the reranker."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        gold, by_bm25, by_model = [], [], []
+        for c in self.held_out:
+            gold.append(c.best)
+            q_scores = self.index.score(c.question, c.passage_ids)
+            by_bm25.append(sorted(range(len(q_scores)), key=lambda i: -q_scores[i]))
+            m_scores = unwrapped.score([c.question], [[self.passage_text(p) for p in c.passage_ids]])[0]
+            by_model.append(sorted(range(len(m_scores)), key=lambda i: -m_scores[i]))
+        return {"sets": len(self.held_out), "bm25_question": hits(by_bm25, gold), "reranker": hits(by_model, gold)}
+
+
+def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]):
+    """The reranker (from the last checkpoint's weights when resuming) and AdamW with a faster head."""
+    import torch
+    from safetensors.torch import load_file
+
+    from kard_chain.reranker.model import KardReranker, RerankerConfig
+
+    rconf = RerankerConfig(scoring=config.scoring, dim=config.dim, max_question_tokens=config.max_question_tokens,
+                           max_passage_tokens=config.max_passage_tokens)
+    torch.manual_seed(config.seed)
+    model = KardReranker.from_encoder(config.encoder, rconf)
+    if config.lora_r:
+        model = _with_lora(model, config)
+    if checkpoints:
+        model.encoder.load_state_dict(load_file(checkpoints[-1] / "encoder.safetensors"))
+        model.head.load_state_dict(load_file(checkpoints[-1] / "head.safetensors"))
+    head = [p for n, p in model.named_parameters() if n.startswith("head.")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("head.") and p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": config.head_learning_rate}], weight_decay=config.weight_decay
+    )
+    return model, optimizer
+
+
+def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -> dict:
+    """Train (or resume) and return the final evaluation metrics."""
+    from kard_chain.bm25.index import BM25Index
+    from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
+
+    accelerator = make_accelerator(config.grad_accum)
+    out = config.output_dir
+    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
+    sets = list(read_records(config.candidates, CandidateSet).values())
+    train = [c for c in sets if not is_held_out(c.example_id, config.eval_fraction)]
+    held_out = [c for c in sets if is_held_out(c.example_id, config.eval_fraction)]
+    if not train:
+        raise ValueError(f"no training candidate sets in {config.candidates}")
+    model, optimizer = _model_and_optimizer(config, checkpoints)
+    total = total_steps(config, len(train), accelerator.num_processes)
+    scheduler = linear_schedule(optimizer, config, total)
+    loss_fn = (
+        BM25DistillationKLLoss(config.target_temperature, config.score_temperature)
+        if config.loss == "kl"
+        else TopCandidateCrossEntropyLoss(config.score_temperature)
+    )
+    start = resume_state(checkpoints, optimizer, scheduler, accelerator)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    task = _RerankerTask(model, loss_fn, BM25Index.load(config.index), held_out, accelerator, config)
+    run_loop(config, task, train, accelerator, model, optimizer, scheduler, start_step=start, total=total,
+             desc="train reranker", show_progress=show_progress)
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        if config.lora_r:
+            final.encoder = final.encoder.merge_and_unload()  # a plain encoder: loads without peft
+        final.save_pretrained(out / "final")
+        write_metrics(out, task.metrics)
+    accelerator.wait_for_everyone()
+    return task.metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """Hits@k for BM25(question) and the reranker, side by side."""
+    lines = [f"epoch {metrics['epoch']} step {metrics['step']}: {metrics['sets']} held-out sets", f"{'':<16}{'hits@1':>8}{'hits@3':>8}{'hits@5':>8}"]
+    for name in ("bm25_question", "reranker"):
+        lines.append(f"{name:<16}" + "".join(f"{metrics[name][k]:>8.3f}" for k in ("hits@1", "hits@3", "hits@5")))
+    return "\n".join(lines)

@@ -1,0 +1,222 @@
+"""Training the student: the loop behind ``trainers/student.py`` and ``kard train-student``.
+
+    kard train-student --method kard --model google/flan-t5-base --dataset strategyqa --data-dir data/strategyqa \\
+        --rationales rationales.jsonl --index index/ --output-dir student/
+    accelerate launch --num_processes 2 trainers/student.py --config student.json
+
+One pydantic config from flags or a JSON file. The training pairs (see :mod:`kard_chain.student.pairs`)
+are built once and kept in ``output_dir/pairs.jsonl``, so a resumed run trains on the same data.
+The loop is :mod:`kard_chain.training.loop` (AdamW with linear warm-up and decay, gradient
+accumulation, a checkpoint every ``save_every`` steps, exact resume); bf16/fp16 where the device
+has it, optional gradient checkpointing, and at the end ``output_dir/final``: ``save_pretrained`` of model and tokenizer plus
+``kard_student.json`` (the resolved config; serving reads its :class:`~kard_chain.student.settings.StudentSettings`). Sequence-to-sequence models (T5) and decoder-only ones both train.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from kard_chain.io import atomic_write_text
+from kard_chain.student.pairs import StudentPair
+from kard_chain.student.settings import STUDENT_CONFIG, Method
+from kard_chain.training.checkpoints import checkpoints_in, write_metrics
+from kard_chain.training.config import TrainingConfig
+from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
+
+
+class StudentTrainingConfig(TrainingConfig):
+    """Everything a student training run needs."""
+
+    model: str
+    """Model to start from (folder or hub name): seq2seq (T5) or decoder-only."""
+    method: Method = "kard"
+    """kard (question + passages -> rationale + answer), rd (no passages) or ft (question -> answer)."""
+    dataset: str | None = None
+    """Dataset name (strategyqa, medqa, obqa, jsonl); not needed when ``pairs`` is given."""
+    data_dir: Path | None = None
+    """Dataset folder or file."""
+    split: str = "train"
+    """Dataset split to train on."""
+    rationales: Path | None = None
+    """Teacher cache (``kard teach --out``)."""
+    reference: bool = False
+    """Also train on the dataset's reference rationales."""
+    index: Path | None = None
+    """BM25 index queried with each rationale (kard)."""
+    pairs: Path | None = None
+    """Ready training pairs (JSONL of StudentPair) instead of dataset + rationales + index."""
+    k: int = Field(default=3, ge=1)
+    """Passages per input (kard)."""
+    prompt: str = "default"
+    """Student prompt variant (``prompts/student/{prompt}.toml``)."""
+    prompts_dir: Path | None = None
+    """Folder of your own student prompt files."""
+    max_passage_tokens: int = Field(default=384, ge=1)
+    """Token budget the passages share in the input."""
+    max_source_tokens: int = Field(default=512, ge=8)
+    """Inputs are truncated to this many tokens (serving truncates the same way)."""
+    max_target_tokens: int = Field(default=128, ge=2)
+    """Targets are truncated to this many tokens."""
+    epochs: int = Field(default=3, ge=1)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that has it, fp16 on other GPUs, none on CPU."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, more time)."""
+
+    @model_validator(mode="after")
+    def _has_data(self) -> StudentTrainingConfig:
+        if self.pairs is None:
+            if self.dataset is None or self.data_dir is None:
+                raise ValueError("give pairs, or dataset and data_dir")
+            if self.method != "ft" and self.rationales is None and not self.reference:
+                raise ValueError(f"method {self.method!r} needs rationales (a teacher cache) or reference=true")
+            if self.method == "kard" and self.index is None:
+                raise ValueError("method 'kard' needs an index to retrieve passages with the rationales")
+        return self
+
+
+def formatter_for(config: StudentTrainingConfig, tokenizer=None):
+    """The student formatter a config describes (the inference chain builds the same one)."""
+    from kard_chain.student.format import StudentFormatter
+
+    return StudentFormatter.from_settings(config, tokenizer)
+
+
+def build_pairs(config: StudentTrainingConfig, tokenizer=None, show_progress: bool = True) -> list[StudentPair]:
+    """The training pairs from the config's dataset, rationales and index."""
+    from kard_chain.datasets import load_dataset
+    from kard_chain.jsonl_store import read_records
+    from kard_chain.teacher.cache import read_rationales
+
+    if config.pairs is not None:
+        return list(read_records(config.pairs, StudentPair).values())
+    from kard_chain.student.pairs import student_pairs
+
+    retriever = None
+    if config.method == "kard":
+        from kard_chain.retrievers.bm25 import BM25Retriever
+
+        retriever = BM25Retriever.load(config.index, k=config.k)
+    return student_pairs(
+        config.method, load_dataset(config.dataset, config.data_dir, split=config.split), formatter_for(config, tokenizer),
+        read_rationales(config.rationales) if config.rationales else None, reference=config.reference,
+        retriever=retriever, k=config.k, show_progress=show_progress,
+    )
+
+
+class Collator:
+    """Tokenises a batch of pairs: seq2seq labels, or prompt-masked labels for a decoder-only model."""
+
+    def __init__(self, tokenizer, is_seq2seq: bool, max_source: int, max_target: int) -> None:
+        self.tok, self.seq2seq, self.max_source, self.max_target = tokenizer, is_seq2seq, max_source, max_target
+
+    def __call__(self, batch: list[StudentPair]) -> dict:
+        import torch
+
+        sources, targets = [p.source for p in batch], [p.target for p in batch]
+        if self.seq2seq:
+            enc = self.tok(sources, max_length=self.max_source, truncation=True, padding=True, return_tensors="pt")
+            labels = self.tok(text_target=targets, max_length=self.max_target, truncation=True, padding=True,
+                              return_tensors="pt")["input_ids"]
+            labels[labels == self.tok.pad_token_id] = -100
+            return {**enc, "labels": labels}
+        src = self.tok(sources, max_length=self.max_source, truncation=True, add_special_tokens=True)["input_ids"]
+        tgt = self.tok([" " + t for t in targets], max_length=self.max_target, truncation=True, add_special_tokens=False)["input_ids"]
+        rows = [(s, t + [self.tok.eos_token_id]) for s, t in zip(src, tgt)]
+        width = max(len(s) + len(t) for s, t in rows)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        ids = torch.full((len(rows), width), pad)
+        labels = torch.full((len(rows), width), -100)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (s, t) in enumerate(rows):  # right padding: the labels line up with the tokens
+            ids[i, : len(s) + len(t)] = torch.tensor(s + t)
+            labels[i, len(s) : len(s) + len(t)] = torch.tensor(t)
+            mask[i, : len(s) + len(t)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class _StudentTask:
+    """The student's side of the shared loop: tokenise a batch, return the model's loss, save with the tokenizer."""
+
+    def __init__(self, model, tokenizer, collate: Collator, accelerator, config: StudentTrainingConfig) -> None:
+        self.model, self.tokenizer, self.collate, self.accelerator, self.config = model, tokenizer, collate, accelerator, config
+        self.target_tokens = 0
+
+    def loss(self, batch: list[StudentPair], rng: random.Random):
+        inputs = self.collate(batch)
+        self.target_tokens += int((inputs["labels"] != -100).sum())
+        return self.model(**{k: v.to(self.accelerator.device) for k, v in inputs.items()}).loss
+
+    def replay(self, batch: list[StudentPair], rng: random.Random) -> None:
+        pass  # batches draw nothing from the epoch's generator
+
+    def save_weights(self, folder: Path) -> None:
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        unwrapped.config.use_cache = True  # gradient checkpointing turns it off; inference needs it
+        unwrapped.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+    def end_of_epoch(self, epoch: int, step: int) -> None:
+        pass
+
+
+def _training_pairs(config: StudentTrainingConfig, tokenizer, accelerator, show_progress: bool) -> list[StudentPair]:
+    """The pairs of this run: built once into ``output_dir/pairs.jsonl`` (by the main process), then read back."""
+    from kard_chain.jsonl_store import read_records
+
+    pairs_file = config.output_dir / "pairs.jsonl"
+    if accelerator.is_main_process and not pairs_file.exists():
+        pairs = build_pairs(config, tokenizer, show_progress)
+        if not pairs:
+            raise ValueError("no training pairs (are the examples labelled and the rationales kept?)")
+        atomic_write_text(pairs_file, "".join(p.model_dump_json() + "\n" for p in pairs))
+    accelerator.wait_for_everyone()
+    return list(read_records(pairs_file, StudentPair).values())
+
+
+def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> dict:
+    """Train (or resume) and return the run's figures (steps, loss, target tokens per second)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    accelerator = make_accelerator(config.grad_accum, config.mixed_precision)
+    out = config.output_dir
+    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
+    start_from = str(checkpoints[-1]) if checkpoints else config.model
+    tokenizer = AutoTokenizer.from_pretrained(start_from)
+    is_seq2seq = bool(getattr(AutoConfig.from_pretrained(start_from), "is_encoder_decoder", False))
+    pairs = _training_pairs(config, tokenizer, accelerator, show_progress)
+
+    torch.manual_seed(config.seed)
+    auto = transformers.AutoModelForSeq2SeqLM if is_seq2seq else transformers.AutoModelForCausalLM
+    model = auto.from_pretrained(start_from)
+    if config.gradient_checkpointing:  # transformers 5 renamed it; older releases have only the first name
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    total = total_steps(config, len(pairs), accelerator.num_processes)
+    scheduler = linear_schedule(optimizer, config, total)
+    start = resume_state(checkpoints, optimizer, scheduler, accelerator)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    task = _StudentTask(model, tokenizer, Collator(tokenizer, is_seq2seq, config.max_source_tokens, config.max_target_tokens),
+                        accelerator, config)
+    run = run_loop(config, task, pairs, accelerator, model, optimizer, scheduler, start_step=start, total=total,
+                   desc=f"train {config.method}", show_progress=show_progress)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        task.save_weights(out / "final")
+        atomic_write_text(out / "final" / STUDENT_CONFIG, config.model_dump_json(indent=2))
+    first, last = run.loss_window(config.log_every)
+    metrics = {
+        "steps": run.steps, "train_seconds": run.seconds, "target_tokens": task.target_tokens, "step": run.step,
+        "pairs": len(pairs), "first_loss": first, "last_loss": last,
+        "target_tokens_per_s": task.target_tokens / run.seconds if run.seconds else None,
+    }
+    if accelerator.is_main_process:
+        write_metrics(out, metrics)
+    accelerator.print(f"trained {config.method} to step {run.step}: loss {first} -> {last}; student in {out / 'final'}")
+    return metrics

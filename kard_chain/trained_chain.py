@@ -1,0 +1,110 @@
+"""One call from trained folders to the chain that serves them, with the settings the student was trained with.
+
+    from kard_chain import load_kard_chain
+    chain = load_kard_chain("student/final", "index/")                         # KARD over BM25(question)
+    chain = load_kard_chain("student/final", "index/", reranker="reranker/final", vectors="vectors/")
+    chain.invoke("Could a goat be a source of cheese?")
+
+The method, ``k``, prompt variant, passage budget and input truncation come from the student's
+``kard_student.json`` (see :mod:`kard_chain.student.settings`); keyword overrides change the
+serving knobs (``n``, ``temperature``, ``k``...). An RD or FT student gets the chain without
+retrieval.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import Runnable
+
+from kard_chain.student.settings import StudentSettings, read_student_settings
+
+LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
+"""Overrides that go to the student LLM."""
+OVERRIDES = (*LLM_FIELDS, "k", "candidates", "method", "device", "dtype")
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise TypeError(f"unknown override(s) {unknown}; known: {list(OVERRIDES)}")
+
+
+def load_student_llm(student: str | Path, settings: StudentSettings | None = None, **overrides: Any):
+    """The student folder as a LangChain LLM (:class:`T5LLM` or :class:`DecoderLLM` by its config), its
+    inputs truncated as in training."""
+    from transformers import AutoConfig
+
+    from kard_chain.student.llm import T5LLM, DecoderLLM
+
+    settings = settings or read_student_settings(student)
+    seq2seq = bool(getattr(AutoConfig.from_pretrained(str(student)), "is_encoder_decoder", False))
+    fields = {k: v for k, v in overrides.items() if k in LLM_FIELDS and v is not None}
+    return (T5LLM if seq2seq else DecoderLLM).from_pretrained(
+        student, device=overrides.get("device"), dtype=overrides.get("dtype"), max_input_tokens=settings.max_source_tokens, **fields
+    )
+
+
+def _reranking(index: str | Path | BaseRetriever, reranker: Any, vectors: Any, k: int, candidates: int) -> BaseRetriever:
+    from kard_chain.reranker.model import KardReranker
+    from kard_chain.reranker.vectors import PassageVectors
+    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
+
+    if not isinstance(reranker, KardReranker):
+        reranker = KardReranker.from_pretrained(reranker)
+    if vectors is not None and not isinstance(vectors, PassageVectors):
+        vectors = PassageVectors.load(vectors)
+    return RerankingRetriever(base_retriever=_first_stage(index, candidates), candidates=candidates, k=k,
+                              compressor=KardRerankerCompressor(reranker=reranker, vectors=vectors, top_n=k))
+
+
+def _first_stage(index: str | Path | BaseRetriever, k: int) -> BaseRetriever:
+    if isinstance(index, BaseRetriever):
+        return index
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    return BM25Retriever.load(index, k=k)
+
+
+def load_kard_chain(
+    student: str | Path | Any,
+    index: str | Path | BaseRetriever | None = None,
+    reranker: str | Path | Any | None = None,
+    vectors: str | Path | Any | None = None,
+    **overrides: Any,
+) -> Runnable:
+    """The chain a trained student calls for: KARD over ``index`` (reranked when ``reranker`` is given), or the
+    RD/FT chain without retrieval.
+
+    ``student`` is a folder saved by ``kard train-student`` (or a :class:`T5LLM` loaded from one);
+    ``index`` a BM25 index folder or any LangChain retriever (the first stage); ``reranker`` a
+    trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors.
+    Overrides: ``n``, ``temperature``, ``max_new_tokens``, ``top_p``, ``top_k``, ``do_sample``,
+    ``batch_size``, ``device``, ``dtype``, ``k`` (passages read), ``candidates`` (first-stage
+    passages for the reranker, default 100) and ``method``/``k`` for a folder without settings.
+    """
+    from kard_chain.chains import build_kard_chain, build_rd_chain
+    from kard_chain.errors import KardDataError
+    from kard_chain.student.format import StudentFormatter
+
+    _check_overrides(overrides)
+    folder = Path(student if isinstance(student, (str, Path)) else student.model_id)
+    try:
+        settings = read_student_settings(folder)
+    except KardDataError:
+        if "method" not in overrides or "k" not in overrides:
+            raise
+        settings = StudentSettings()
+    settings = settings.model_copy(update={key: overrides[key] for key in ("method", "k") if overrides.get(key)})
+    llm = load_student_llm(folder, settings, **overrides) if isinstance(student, (str, Path)) else student
+    n = overrides.get("n") or 5
+    if settings.method != "kard":
+        return build_rd_chain(llm, n=n, formatter=StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None)))
+    if index is None:
+        raise KardDataError(f"the student in {folder} reads passages ({settings.method}, k={settings.k}): give an index")
+    retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100) if reranker is not None
+                 else _first_stage(index, settings.k))
+    return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None)))
+

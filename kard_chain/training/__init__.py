@@ -1,0 +1,1 @@
+"""What the reranker and student trainers share: the config base, the loop, checkpoints and batches."""

@@ -1,0 +1,56 @@
+"""The config base both trainers share, and its mapping onto command-line flags.
+
+One pydantic config is the truth: flags (``--field-name``) and a JSON file (``--config``) are
+mapped onto it once, and nothing changes it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainingConfig(BaseModel):
+    """What every training run needs: its folder, the optimiser's schedule, the budget, checkpoints."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    output_dir: Path
+    """Checkpoints, the final model (``final/``) and ``metrics.json``."""
+    batch_size: int = Field(default=8, ge=1)
+    """Examples per step and process."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches accumulated per optimiser step."""
+    learning_rate: float = Field(default=3e-4, gt=0, allow_inf_nan=False)
+    """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    warmup_ratio: float = Field(default=0.0, ge=0, le=1)
+    """Share of the steps spent warming the learning rate up."""
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    """Stop after this many optimiser steps (overrides epochs)."""
+    max_seconds: float | None = Field(default=None, gt=0)
+    """Stop after this much training time (a fixed budget; the schedule still spans max_steps/epochs)."""
+    save_every: int = Field(default=500, ge=1)
+    """A checkpoint every this many optimiser steps (the run resumes from the last one)."""
+    log_every: int = Field(default=10, ge=1)
+    """Print the mean loss every this many steps."""
+    seed: int = 0
+    overwrite_output_dir: bool = False
+    """Train into a non-empty folder that holds no checkpoint."""
+
+
+def add_config_flags(parser, model: type[BaseModel]) -> None:
+    """One ``--field-name`` flag per config field, plus ``--config FILE`` (JSON)."""
+    parser.add_argument("--config", type=Path, help="JSON file with the config; flags override it")
+    for name, field in model.model_fields.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=(field.description or "").split(".")[0] or None)
+
+
+def config_from_args(model: type[BaseModel], args) -> BaseModel:
+    """The config from ``--config`` and the flags given (pydantic converts the strings)."""
+    values = json.loads(args.config.read_text()) if args.config else {}
+    values.update({k: v for k, v in vars(args).items() if k in model.model_fields and v is not None})
+    return model(**values)

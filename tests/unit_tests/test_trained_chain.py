@@ -1,0 +1,127 @@
+"""The answer grammar read back as written, the chain asking its retriever for k, and load_kard_chain."""
+
+import asyncio
+import json
+
+import pytest
+
+from kard_chain import BM25Retriever, Example, KardDataError
+from kard_chain.answers import parse_answer, render_target
+from kard_chain.chains import build_kard_chain
+from kard_chain.student.format import StudentFormatter, load_student_prompt
+from kard_chain.teacher.chain import judge
+from tests.unit_tests.copy_task import copy_task
+from tests.unit_tests.test_student_chain import ScriptedLLM
+
+OPTIONS = {"A": "red", "B": "blue", "C": "green", "D": "blue green"}
+
+
+@pytest.mark.parametrize("rationale", [
+    "The sky is blue.", "I think the answer is red at first, but no: it is blue.", "Blue, so (B). So the answer is (B).", "",
+])
+def test_every_target_the_student_learns_parses_back_to_its_answer(rationale):
+    for answer in OPTIONS:
+        assert parse_answer(render_target(rationale or None, answer, OPTIONS), OPTIONS) == answer
+    for answer in ("yes", "no"):
+        target = render_target(rationale or None, answer, None)
+        assert parse_answer(target, None) == answer
+        ex = Example(id="x", question="q?", answer=answer)
+        assert judge(ex, [target], "m")[0].dropped is None  # the teacher's filter reads the same grammar
+
+
+def test_a_prompt_file_with_a_target_template_is_refused_with_a_reason(tmp_path):
+    text = (load_student_prompt().model_dump_json())  # a valid prompt, then the old target key added
+    data = json.loads(text)
+    lines = [f"{k} = {json.dumps(v)}" for k, v in data.items()] + ['target = "{rationale} Answer: {answer}"']
+    (tmp_path / "old.toml").write_text("\n".join(lines))
+    with pytest.raises(KardDataError, match=r"old\.toml.*'target'.*kard_chain\.answers"):
+        StudentFormatter.load("old", tmp_path)
+
+
+@pytest.fixture
+def small_k_retriever():
+    train, test, passages = copy_task(n_train=6, n_test=4)
+    test = [e.model_copy(update={"question": e.question + " red blue green yellow"}) for e in test]  # many passages match
+    return test, BM25Retriever.from_passages(passages, k=1)  # its own default k is smaller than the chain's
+
+
+def test_the_chain_asks_its_retriever_for_k_on_every_call(small_k_retriever):
+    test, retriever = small_k_retriever
+    llm = ScriptedLLM(texts=["x. So the answer is red (A)."])
+    chain = build_kard_chain(retriever, llm, k=3, n=1)
+    assert len(chain.invoke(test[0])["passages"]) == 3
+    assert [len(o["passages"]) for o in chain.batch(test[:2])] == [3, 3]
+    assert len(asyncio.run(chain.ainvoke(test[0]))["passages"]) == 3
+    assert all("[3]" in p for p in llm.prompts)
+
+
+def test_the_chain_never_reads_settings_from_the_working_directory(small_k_retriever, tmp_path, monkeypatch):
+    test, retriever = small_k_retriever
+    (tmp_path / "kard_student.json").write_text(json.dumps({"method": "kard", "k": 1}))
+    monkeypatch.chdir(tmp_path)
+    chain = build_kard_chain(retriever, ScriptedLLM(texts=["x. So the answer is red (A)."]), n=1)
+    assert len(chain.invoke(test[0])["passages"]) == 3  # the default k, not the stray file's
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def student_folders(tmp_path_factory):
+    from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer
+
+    tmp = tmp_path_factory.mktemp("trained_chain")
+    train, test, passages = copy_task(n_train=20, n_test=4)
+    test = [e.model_copy(update={"question": e.question + " red blue green yellow"}) for e in test]  # many passages match
+    BM25Retriever.build(passages, tmp / "index", show_progress=False)
+    tok = word_tokenizer([p.text for p in passages] + [e.question for e in train + test] + ["question : knowledge : [ 1 ] [ 2 ]"])
+    settings = {"kard": {"method": "kard", "k": 2, "max_source_tokens": 40, "max_passage_tokens": 24},
+                "rd": {"method": "rd", "k": 3, "max_source_tokens": 48}}
+    for name, values in {**settings, "bare": None}.items():
+        scratch_t5(tok, d_model=32, layers=1, heads=2, dropout=0.0).save_pretrained(tmp / name)
+        tok.save_pretrained(tmp / name)
+        if values:
+            (tmp / name / "kard_student.json").write_text(json.dumps({**values, "model": "x", "output_dir": "y"}))
+    return tmp, test
+
+
+def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(student_folders):
+    from kard_chain import load_kard_chain
+
+    tmp, test = student_folders
+    chain = load_kard_chain(tmp / "kard", tmp / "index", n=2, max_new_tokens=4)
+    out = chain.invoke(test[0])
+    assert len(out["passages"]) == 2 and len(out["rationales"]) == 2  # k and n
+    llm = chain.steps[-1].llm
+    assert llm.max_input_tokens == 40  # truncated as in training, not at the LLM's default 1024
+    assert chain.steps[-1].formatter.max_passage_tokens == 24
+    assert len(load_kard_chain(tmp / "kard", tmp / "index", k=1, n=1, max_new_tokens=2).invoke(test[0])["passages"]) == 1
+
+    rd = load_kard_chain(tmp / "rd", n=1, max_new_tokens=4).invoke(test[0])
+    assert rd["passages"] == [] and rd["answer"] is None or isinstance(rd["answer"], str)
+
+
+def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
+    from kard_chain import load_kard_chain
+    from tests.unit_tests.tiny_models import tiny_reranker
+
+    tmp, test = student_folders
+    words = sorted({w for e in test for w in e.question.split()} | {"the", "is", "red", "blue", "green", "yellow", "."})
+    out = load_kard_chain(tmp / "kard", tmp / "index", reranker=tiny_reranker("late_interaction", words), candidates=5,
+                          n=1, max_new_tokens=2).invoke(test[0])
+    assert len(out["passages"]) == 2
+
+
+def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folders):
+    from kard_chain import load_kard_chain
+
+    tmp, test = student_folders
+    with pytest.raises(KardDataError, match=r"bare.*no kard_student\.json.*method='kard', k=3"):
+        load_kard_chain(tmp / "bare", tmp / "index")
+    chain = load_kard_chain(tmp / "bare", tmp / "index", method="kard", k=2, n=1, max_new_tokens=2)
+    assert len(chain.invoke(test[0])["passages"]) == 2
+    with pytest.raises(KardDataError, match="give an index"):
+        load_kard_chain(tmp / "kard")
+    with pytest.raises(TypeError, match="unknown override"):
+        load_kard_chain(tmp / "kard", tmp / "index", beams=4)
