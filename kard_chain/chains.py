@@ -42,9 +42,15 @@ from kard_chain.student.settings import StudentSettings, saved_settings
 
 def _as_query(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        return {"question": value, "options": None}
-    example = value if isinstance(value, Example) else Example.model_validate({"id": "query", **value})
-    return {"question": example.question, "options": example.options}
+        query = {"question": value, "options": None}
+    elif isinstance(value, (Example, dict)):
+        example = value if isinstance(value, Example) else Example.model_validate({"id": "query", **value})
+        query = {"question": example.question, "options": example.options}
+    else:
+        raise ValueError(f"the chain takes a question string, an Example or a dict with 'question', got {type(value).__name__}")
+    if not query["question"].strip():
+        raise ValueError("the question is empty")
+    return query
 
 
 class _SampleAndVote(Runnable[dict, dict]):

@@ -14,6 +14,23 @@ from pathlib import Path
 from kard_chain.errors import KardDataError
 
 
+def _bounded(kind: type, low: float, strict: bool = False):
+    """An argparse type: a number of ``kind`` at least ``low`` (above it when ``strict``), finite."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value != value or value in (float("inf"), float("-inf")) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"{text} is not {'above' if strict else 'at least'} {low}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its message
+    return parse
+
+
+POSITIVE_INT, NON_NEGATIVE_INT = _bounded(int, 1), _bounded(int, 0)
+POSITIVE, NON_NEGATIVE = _bounded(float, 0, strict=True), _bounded(float, 0)
+
+
 def _sample_file(name: str) -> Path:
     return Path(str(resources.files("kard_chain") / "sample" / name))
 
@@ -198,30 +215,30 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="student folder (kard train-student's output_dir/final)")
     p.add_argument("--index", help="BM25 index folder (students trained with passages)")
     p.add_argument("--reranker", help="trained KARD reranker folder: rerank the BM25 candidates")
-    p.add_argument("--candidates", type=int, default=100, help="BM25 candidates for the reranker (default 100)")
-    p.add_argument("-k", type=int, help="passages per question (default: as trained)")
-    p.add_argument("-n", type=int, default=5, help="rationales sampled per question (default 5)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=8, help="questions per generate call")
+    p.add_argument("--candidates", type=POSITIVE_INT, default=100, help="BM25 candidates for the reranker (default 100)")
+    p.add_argument("-k", type=POSITIVE_INT, help="passages per question (default: as trained)")
+    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question (default 5)")
+    p.add_argument("--temperature", type=POSITIVE, default=0.7)
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="questions per generate call")
 
 
 def _add_start_commands(sub) -> None:
     """The quickstart and demo commands."""
     p = sub.add_parser("quickstart", help="index the bundled sample and answer its questions with BM25 (offline)")
     p.add_argument("--out", help="index folder (default: a temporary folder)")
-    p.add_argument("-k", type=int, default=3, help="passages per question (default 3)")
+    p.add_argument("-k", type=POSITIVE_INT, default=3, help="passages per question (default 3)")
     p.set_defaults(fn=cmd_quickstart)
 
     p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here)")
     p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 10 minutes on 2 cores; tiny: under a minute)")
     p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun skips finished stages")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help="training steps per student (default: the size's budget)")
-    p.add_argument("-n", type=int, default=5, help="rationales sampled per question (default 5)")
+    p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student (default: the size's budget)")
+    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question (default 5)")
     p.add_argument("--teacher", help="a real teacher instead of the reference rationales: openai:MODEL or hf:PATH")
     p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
-    p.add_argument("--teacher-n", type=int, default=3, help="rationales per question from --teacher (default 3)")
+    p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher (default 3)")
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
     p.set_defaults(fn=cmd_demo)
 
@@ -234,19 +251,19 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--backend", choices=["bm25", "chroma"], default="bm25", help="BM25 index folder or Chroma store")
     p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format (default: from the name)")
     p.add_argument("--method", choices=["okapi", "lucene"], default="okapi", help="BM25 variant (default okapi)")
-    p.add_argument("--k1", type=float, default=1.5)
-    p.add_argument("--b", type=float, default=0.75)
-    p.add_argument("--epsilon", type=float, default=0.25, help="okapi idf floor, times the mean idf")
+    p.add_argument("--k1", type=NON_NEGATIVE, default=1.5)
+    p.add_argument("--b", type=NON_NEGATIVE, default=0.75)
+    p.add_argument("--epsilon", type=NON_NEGATIVE, default=0.25, help="okapi idf floor, times the mean idf")
     p.add_argument("--no-title", action="store_true", help="index passage text only")
-    p.add_argument("--words", type=int, default=100, help="text corpora: words per passage")
-    p.add_argument("--overlap", type=int, default=20, help="text corpora: words shared by neighbouring passages")
-    p.add_argument("--dim", type=int, default=256, help="chroma: size of the hashing embedding")
+    p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
+    p.add_argument("--overlap", type=NON_NEGATIVE_INT, default=20, help="text corpora: words shared by neighbouring passages")
+    p.add_argument("--dim", type=POSITIVE_INT, default=256, help="chroma: size of the hashing embedding")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
     p.set_defaults(fn=cmd_index)
 
     p = sub.add_parser("search", help="print the ranked passages for one or more questions")
     p.add_argument("--index", required=True, help="index folder made by 'kard index'")
-    p.add_argument("-k", type=int, default=5, help="passages to show (default 5)")
+    p.add_argument("-k", type=POSITIVE_INT, default=5, help="passages to show (default 5)")
     p.add_argument("--backend", choices=["fast", "rank_bm25"], default="fast", help="BM25 scorer")
     p.add_argument("query", nargs="+")
     p.set_defaults(fn=cmd_search)
@@ -260,24 +277,24 @@ def _add_teacher_commands(sub) -> None:
     p.add_argument("--split", default="train")
     p.add_argument("--task", help="prompt folder (default: the dataset's, else generic)")
     p.add_argument("--mode", choices=["rationalize", "solve"], default="rationalize")
-    p.add_argument("--n", type=int, default=5, help="rationales per example (default 5)")
+    p.add_argument("--n", type=POSITIVE_INT, default=5, help="rationales per example (default 5)")
     p.add_argument("--teacher", required=True, help="openai:MODEL or hf:PATH")
     p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama...); the key comes from OPENAI_API_KEY")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-tokens", type=int, default=512)
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    p.add_argument("--temperature", type=POSITIVE, default=0.7)
+    p.add_argument("--max-tokens", type=POSITIVE_INT, default=512)
+    p.add_argument("--timeout", type=POSITIVE, default=60.0, help="seconds per request")
     p.add_argument("--out", required=True, help="JSONL cache; a rerun skips finished examples")
-    p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--rpm", type=float, help="requests per minute limit")
-    p.add_argument("--tpm", type=float, help="tokens per minute limit")
-    p.add_argument("--max-retries", type=int, default=6)
-    p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each retry")
-    p.add_argument("--limit", type=int, help="first N examples only")
+    p.add_argument("--concurrency", type=POSITIVE_INT, default=8)
+    p.add_argument("--rpm", type=POSITIVE, help="requests per minute limit")
+    p.add_argument("--tpm", type=POSITIVE, help="tokens per minute limit")
+    p.add_argument("--max-retries", type=NON_NEGATIVE_INT, default=6)
+    p.add_argument("--backoff", type=NON_NEGATIVE, default=1.0, help="first retry delay in seconds, doubled each retry")
+    p.add_argument("--limit", type=POSITIVE_INT, help="first N examples only")
     p.add_argument("--prompts", type=Path, help="folder of extra prompt variants (DIR/<task>/<name>.toml)")
     p.add_argument("--prompt", default="default", help="prompt variant (default: default)")
     p.add_argument("--compare", help="comma-separated variants to run on the same examples and compare")
-    p.add_argument("--price-in", type=float, help="USD per million input tokens")
-    p.add_argument("--price-out", type=float, help="USD per million output tokens")
+    p.add_argument("--price-in", type=NON_NEGATIVE, help="USD per million input tokens")
+    p.add_argument("--price-out", type=NON_NEGATIVE, help="USD per million output tokens")
     p.set_defaults(fn=cmd_teach)
 
 
@@ -290,7 +307,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--index", required=True, help="BM25 index folder")
     p.add_argument("--rationales", help="teacher cache (kard teach --out)")
     p.add_argument("--reference", action="store_true", help="also use the dataset's reference rationales (StrategyQA facts...)")
-    p.add_argument("-k", type=int, default=20, help="passages per query, by rationale and by question (default 20)")
+    p.add_argument("-k", type=POSITIVE_INT, default=20, help="passages per query, by rationale and by question (default 20)")
     p.add_argument("--out", required=True, help="candidate store (JSONL)")
     p.set_defaults(fn=cmd_candidates)
 
@@ -315,7 +332,7 @@ def _add_serving_commands(sub) -> None:
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
     p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="first N examples only")
+    p.add_argument("--limit", type=POSITIVE_INT, help="first N examples only")
     p.add_argument("--out", required=True, help="per-example JSONL (a rerun skips finished examples)")
     p.set_defaults(fn=cmd_evaluate)
 

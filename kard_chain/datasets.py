@@ -119,6 +119,8 @@ def load_strategyqa(path: str | Path, split: str = "train") -> list[Example]:
         qid = _get(rec, "qid", path=file, key=key)
         key = f"record {i}, qid {qid}"
         facts = rec.get("facts")
+        if facts is not None and not (isinstance(facts, list) and all(isinstance(f, str) for f in facts)):
+            raise KardDataError(f"expected a list of strings, got {type(facts).__name__}", path=file, key=key, field="facts")
         evidence = rec.get("evidence")
         evidence_ids = _strategyqa_evidence_ids(evidence, path=file, key=key) if evidence is not None else None
         examples.append(

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from kard_chain.cli import main
 
 
@@ -37,3 +39,15 @@ def test_chroma_index_and_search(fixtures, tmp_path, capsys):
     assert main(["index", "--corpus", str(fixtures / "passages.jsonl"), "--out", str(out), "--backend", "chroma"]) == 0
     assert main(["search", "--index", str(out), "-k", "1", "penguins fly"]) == 0
     assert "[p2]" in capsys.readouterr().out
+
+
+
+@pytest.mark.parametrize("flag, value", [("--max-retries", "-1"), ("--limit", "0"), ("--rpm", "-5"), ("--temperature", "nan"),
+                                         ("--n", "0")])
+def test_nonsense_numbers_are_refused_before_any_work(tmp_path, capsys, flag, value):
+    args = ["teach", "--dataset", "jsonl", "--data-dir", str(tmp_path / "none.jsonl"), "--teacher", "openai:x",
+            "--out", str(tmp_path / "c.jsonl"), flag, value]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and flag in capsys.readouterr().err
+    assert not (tmp_path / "c.jsonl").exists()

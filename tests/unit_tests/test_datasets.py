@@ -101,3 +101,10 @@ def test_real_medqa_and_obqa():
     assert len(load_dataset("medqa", shared_data("medqa"), split="dev")) == 1272
     obqa = load_dataset("obqa", shared_data("openbookqa"), split="test")
     assert len(obqa) == 500 and all(e.reference_rationale for e in obqa)
+
+
+def test_strategyqa_facts_as_a_string_is_an_error_naming_the_record(tmp_path):
+    record = {"qid": "q1", "question": "Can goats make cheese?", "answer": True, "facts": "Goats give milk."}
+    (tmp_path / "strategyqa_train.json").write_text(json.dumps([record]))
+    with pytest.raises(KardDataError, match=r"record 0, qid q1.*field 'facts': expected a list of strings, got str"):
+        load_dataset("strategyqa", tmp_path)

@@ -63,6 +63,14 @@ def test_the_chain_never_reads_settings_from_the_working_directory(small_k_retri
     assert len(chain.invoke(test[0])["passages"]) == 3  # the default k, not the stray file's
 
 
+@pytest.mark.parametrize("bad", [None, "", "   ", {"question": " "}, 3])
+def test_the_chain_refuses_an_empty_or_missing_question(small_k_retriever, bad):
+    _, retriever = small_k_retriever
+    chain = build_kard_chain(retriever, ScriptedLLM(texts=["x. So the answer is red (A)."]), k=2, n=1)
+    with pytest.raises(ValueError, match="question"):
+        chain.invoke(bad)
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -125,3 +133,4 @@ def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folde
         load_kard_chain(tmp / "kard")
     with pytest.raises(TypeError, match="unknown override"):
         load_kard_chain(tmp / "kard", tmp / "index", beams=4)
+
