@@ -105,7 +105,7 @@ def default_formatter(llm: Any) -> StudentFormatter:
     return StudentFormatter.from_settings(saved_settings(llm) or StudentSettings(), getattr(llm, "tokenizer", None))
 
 
-def takes_k(retriever: BaseRetriever) -> bool:
+def _takes_k(retriever: BaseRetriever) -> bool:
     """Whether the retriever accepts ``k`` per call, sync and async (as LangChain's standard retriever tests ask)."""
 
     def accepts(method: Any) -> bool:
@@ -125,11 +125,11 @@ def build_kard_chain(
     ``n`` rationales are sampled and voted on. ``llm`` is
     any LangChain LLM that returns several generations per prompt for ``n`` (:class:`T5LLM`).
     """
-    k = k or (saved_settings(llm) or StudentSettings()).k
+    k = (saved_settings(llm) or StudentSettings()).k if k is None else k
     if n < 1 or k < 1:
         raise ValueError("n and k must be at least 1")
     formatter = formatter or default_formatter(llm)
-    if takes_k(retriever):
+    if _takes_k(retriever):
         retrieve = retriever.bind(k=k)
     else:
         warnings.warn(f"{type(retriever).__name__} does not take k per call: the student reads at most the first {k} "

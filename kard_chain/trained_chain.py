@@ -19,6 +19,7 @@ from typing import Any
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 
+from kard_chain.errors import KardDataError
 from kard_chain.student.settings import StudentSettings, read_student_settings
 
 LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
@@ -86,7 +87,6 @@ def load_kard_chain(
     passages for the reranker, default 100) and ``method``/``k`` for a folder without settings.
     """
     from kard_chain.chains import build_kard_chain, build_rd_chain
-    from kard_chain.errors import KardDataError
     from kard_chain.student.format import StudentFormatter
 
     _check_overrides(overrides)
@@ -97,14 +97,16 @@ def load_kard_chain(
         if "method" not in overrides or "k" not in overrides:
             raise
         settings = StudentSettings()
-    settings = settings.model_copy(update={key: overrides[key] for key in ("method", "k") if overrides.get(key)})
+    chosen = {key: overrides[key] for key in ("method", "k") if overrides.get(key) is not None}
+    settings = StudentSettings.model_validate({**settings.model_dump(), **chosen})
     llm = load_student_llm(folder, settings, **overrides) if isinstance(student, (str, Path)) else student
     n = overrides.get("n") or 5
+    formatter = StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None))
     if settings.method != "kard":
-        return build_rd_chain(llm, n=n, formatter=StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None)))
+        return build_rd_chain(llm, n=n, formatter=formatter)
     if index is None:
         raise KardDataError(f"the student in {folder} reads passages ({settings.method}, k={settings.k}): give an index")
     retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100) if reranker is not None
                  else _first_stage(index, settings.k))
-    return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None)))
+    return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter)
 

@@ -69,6 +69,8 @@ def test_the_chain_refuses_an_empty_or_missing_question(small_k_retriever, bad):
     chain = build_kard_chain(retriever, ScriptedLLM(texts=["x. So the answer is red (A)."]), k=2, n=1)
     with pytest.raises(ValueError, match="question"):
         chain.invoke(bad)
+    with pytest.raises(ValueError, match="at least 1"):
+        build_kard_chain(retriever, ScriptedLLM(texts=["x"]), k=0)
 
 
 torch = pytest.importorskip("torch")
