@@ -43,10 +43,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.backend == "chroma":
         from kard_chain.retrievers.folders import build_chroma_folder
 
-        before = _chroma_count(args.out)
-        store = build_chroma_folder(passages, args.out, dim=args.dim)
-        count = store.collection.count()
-        print(f"added {count - before} passages to the Chroma store at {args.out} ({count} in all)")
+        store, added = build_chroma_folder(passages, args.out, dim=args.dim, overwrite=args.overwrite)
+        print(f"added {added} passages to the Chroma store at {args.out} ({store.collection.count()} in all)")
     else:
         from kard_chain.bm25.index import BM25Params, build_index
 
@@ -55,12 +53,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"indexed {index.n_docs} passages ({len(index.vocab)} terms) into {args.out}")
     print(f"took {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _chroma_count(path: str) -> int:
-    from kard_chain.retrievers.chroma import open_collection
-
-    return open_collection(path).count() if Path(path).is_dir() else 0
 
 
 def _print_results(query: str, docs) -> None:
@@ -103,6 +95,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     import asyncio
 
     from kard_chain.datasets import default_data_dir, load_dataset
+    from kard_chain.manifest import Manifest, digest
     from kard_chain.teacher.chain import build_teacher_chain, model_name, supports_n
     from kard_chain.teacher.models import load_teacher
     from kard_chain.teacher.prompts import TEACHER_TASKS, load_teacher_prompts
@@ -122,9 +115,13 @@ def cmd_teach(args: argparse.Namespace) -> int:
     price = (args.price_in, args.price_out) if args.price_in is not None and args.price_out is not None else PRICES.get(name)
     out = Path(args.out)
     paths = {v: out if not args.compare else out.with_name(f"{out.stem}.{v}{out.suffix or '.jsonl'}") for v in variants}
+    settings = {"task": task, "mode": args.mode, "n": args.n, "teacher": name, "temperature": args.temperature,
+                "max_tokens": args.max_tokens, "dataset": args.dataset, "split": args.split}
+    manifests = {v: Manifest("teacher-cache", {**settings, "prompt": v, "prompt_text": digest(known[v].model_dump())}) for v in variants}
     try:
         summaries = asyncio.run(teach_variants(
-            model, chain, examples, paths, task=task, mode=args.mode, model=name, concurrency=args.concurrency,
+            model, chain, examples, paths, manifests=manifests, overwrite=args.overwrite, task=task, mode=args.mode,
+            model=name, concurrency=args.concurrency,
             limiter=RateLimiter(args.rpm, args.tpm) if args.rpm or args.tpm else None, max_retries=args.max_retries,
             requests_per_example=1 if supports_n(model) else args.n, backoff=args.backoff, price=price))
     except TeacherStopped as e:
@@ -132,6 +129,13 @@ def cmd_teach(args: argparse.Namespace) -> int:
         print(f"error: the teacher stopped the run ({e}); finished examples are kept in {kept_in}", file=sys.stderr)
         return 3
     print(compare_table(summaries) if args.compare else summaries[variants[0]].format())
+    failed = sum(s.failed for s in summaries.values())
+    if failed:
+        errors = ", ".join(f"{k} {v}" for s in summaries.values() for k, v in sorted(s.errors.items()))
+        hint = f" (is the server at {args.base_url} running?)" if "connection_refused" in errors and args.base_url else ""
+        print(f"error: {failed} example(s) failed after {args.max_retries} retries ({errors}){hint}; finished examples are "
+              f"kept in {', '.join(map(str, paths.values()))}, and a rerun retries the failed ones", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -145,7 +149,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
         raise KardDataError("give --rationales FILE (a teacher cache), --reference, or both")
     examples = load_dataset(args.dataset, args.data_dir, split=args.split)
     pairs = rationale_pairs(examples, read_rationales(args.rationales) if args.rationales else None, reference=args.reference)
-    sets = build_candidates(pairs, BM25Retriever.load(args.index), args.out, k=args.k)
+    sets = build_candidates(pairs, BM25Retriever.load(args.index), args.out, k=args.k, overwrite=args.overwrite)
     print(f"{len(sets)} candidate sets for {len(pairs)} (question, rationale) pairs in {args.out}")
     return 0
 
@@ -172,15 +176,21 @@ def _student_chain(args: argparse.Namespace):
     from kard_chain.trained_chain import load_kard_chain
 
     return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates, n=args.n,
-                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size)
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
+                           method=args.method)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from kard_chain.datasets import load_dataset
     from kard_chain.evaluation import evaluate_chain
+    from kard_chain.manifest import identity
 
     examples = load_dataset(args.dataset, args.data_dir, split=args.split)[: args.limit]
-    summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size)
+    settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
+                **{key: getattr(args, key) for key in ("method", "k", "candidates", "n", "temperature", "max_new_tokens",
+                                                       "dataset", "split")}}
+    summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,
+                             overwrite=args.overwrite)
     print(f"{args.dataset} {args.split}: {summary.format()}; per-example records in {args.out}")
     return 0
 
@@ -207,7 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         teacher, name = build_teacher_chain(model, "generic", mode="rationalize", n=args.teacher_n), model_name(model)
     out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
     run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
-             chroma=not args.no_chroma)
+             chroma=not args.no_chroma, overwrite=args.overwrite)
     return 0
 
 
@@ -221,6 +231,8 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=POSITIVE, default=0.7)
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256)
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="questions per generate call")
+    p.add_argument("--method", choices=["kard", "rd", "ft"],
+                   help="for a folder without kard_student.json (a checkpoint, a plain model): how it was trained (with -k)")
 
 
 def _add_start_commands(sub) -> None:
@@ -240,6 +252,7 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
     p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher (default 3)")
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
 
 
@@ -250,7 +263,8 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--out", required=True, help="index folder to create")
     p.add_argument("--backend", choices=["bm25", "chroma"], default="bm25", help="BM25 index folder or Chroma store")
     p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format (default: from the name)")
-    p.add_argument("--method", choices=["okapi", "lucene"], default="okapi", help="BM25 variant (default okapi)")
+    p.add_argument("--method", choices=["okapi", "lucene"], default="lucene",
+                   help="BM25 variant (default lucene; okapi: rank_bm25's, zero idf for a term in half the passages)")
     p.add_argument("--k1", type=NON_NEGATIVE, default=1.5)
     p.add_argument("--b", type=NON_NEGATIVE, default=0.75)
     p.add_argument("--epsilon", type=NON_NEGATIVE, default=0.25, help="okapi idf floor, times the mean idf")
@@ -258,7 +272,7 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
     p.add_argument("--overlap", type=NON_NEGATIVE_INT, default=20, help="text corpora: words shared by neighbouring passages")
     p.add_argument("--dim", type=POSITIVE_INT, default=256, help="chroma: size of the hashing embedding")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing index folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an index (or Chroma store) that kard made there")
     p.set_defaults(fn=cmd_index)
 
     p = sub.add_parser("search", help="print the ranked passages for one or more questions")
@@ -293,6 +307,7 @@ def _add_teacher_commands(sub) -> None:
     p.add_argument("--prompts", type=Path, help="folder of extra prompt variants (DIR/<task>/<name>.toml)")
     p.add_argument("--prompt", default="default", help="prompt variant (default: default)")
     p.add_argument("--compare", help="comma-separated variants to run on the same examples and compare")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out holds another configuration's rationales")
     p.add_argument("--price-in", type=NON_NEGATIVE, help="USD per million input tokens")
     p.add_argument("--price-out", type=NON_NEGATIVE, help="USD per million output tokens")
     p.set_defaults(fn=cmd_teach)
@@ -309,6 +324,7 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--reference", action="store_true", help="also use the dataset's reference rationales (StrategyQA facts...)")
     p.add_argument("-k", type=POSITIVE_INT, default=20, help="passages per query, by rationale and by question (default 20)")
     p.add_argument("--out", required=True, help="candidate store (JSONL)")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out was built with another -k or --index")
     p.set_defaults(fn=cmd_candidates)
 
     from kard_chain.reranker.trainer import RerankerTrainingConfig
@@ -334,6 +350,7 @@ def _add_serving_commands(sub) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=POSITIVE_INT, help="first N examples only")
     p.add_argument("--out", required=True, help="per-example JSONL (a rerun skips finished examples)")
+    p.add_argument("--overwrite", action="store_true", help="start over when --out holds another student's or setting's answers")
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("ask", help="answer one question with a trained student, showing passages and rationales")

@@ -59,6 +59,8 @@ def load_dataset(name: str, path: str | Path, split: str = "train", **options: A
         if ex.id in seen:
             raise KardDataError(f"duplicate example id {ex.id!r} (records {seen[ex.id]} and {i})", path=path, field="id")
         seen[ex.id] = i
+    if not examples:
+        raise KardDataError(f"no examples in split {split!r}", path=path)
     return examples
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from kard_chain.jsonl_store import JsonlStore
+from kard_chain.manifest import Manifest, prepare_output
 from kard_chain.records import Example
 
 
@@ -65,10 +66,18 @@ class EvaluationSummary:
 
 
 def evaluate_chain(
-    chain: Any, examples: Sequence[Example], out: str | Path, *, batch_size: int = 8, show_progress: bool = True
+    chain: Any, examples: Sequence[Example], out: str | Path, *, batch_size: int = 8, show_progress: bool = True,
+    settings: dict[str, Any] | None = None, overwrite: bool = False,
 ) -> EvaluationSummary:
     """Answer every example with ``chain`` (a KARD or RD chain), append one record per example to
-    ``out`` (a rerun skips finished ids) and return the accuracy over all of them."""
+    ``out`` (a rerun skips finished ids) and return the accuracy over all of them.
+
+    ``settings`` (the student, the retriever, sampling...) are ``out``'s manifest: a rerun with
+    others is refused instead of reporting the earlier run's answers (``overwrite`` starts over)."""
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    if settings is not None:
+        prepare_output(out, Manifest("evaluation", settings), folder=False, overwrite=overwrite)
     with JsonlStore.open(out, EvaluationRecord) as store:
         todo = [e for e in examples if e.id not in store]
         bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)

@@ -23,8 +23,13 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise KardDataError("file not found", path=path)
-    with path.open("r", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise KardDataError(f"not UTF-8 text (byte {e.start + 1} of the line); re-encode the file as UTF-8",
+                                    path=path, line=number) from None
             if not line.strip():
                 continue
             try:
@@ -46,6 +51,14 @@ def read_json(path: str | Path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise KardDataError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from None
+    except UnicodeDecodeError as e:
+        raise KardDataError(f"not UTF-8 text (byte {e.start + 1}); re-encode the file as UTF-8", path=path) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -58,6 +71,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the file is as shared as any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -69,14 +83,17 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     """Build a folder in a temporary sibling and move it into place only on success.
 
     An interrupted build leaves ``path`` as it was (absent, or the previous version);
-    the temporary sibling (``.name.tmp-*``) is removed on errors.
+    the temporary sibling (``.name.tmp-*``) is removed on errors, and by the next build after a kill.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         if not path.is_dir() or any(path.iterdir()):
             raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
+        shutil.rmtree(leftover, ignore_errors=True)  # from a build that was killed
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():

@@ -10,6 +10,7 @@ finished ids and skips them.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,12 +34,20 @@ class JsonlStore(Generic[R]):
 
     @classmethod
     def open(cls, path: str | Path, record_type: type[R]) -> JsonlStore[R]:
-        """Read the finished records (cutting a torn last line) and open for appending."""
+        """Take the file's lock, read the finished records (cutting a torn last line) and open for appending."""
         store = cls(path, record_type)
         store.path.parent.mkdir(parents=True, exist_ok=True)
-        if store.path.exists():
-            store.records = read_records(store.path, record_type, repair=True)
         store._fd = os.open(store.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # one writer at a time: a second process would pay for (and append) every record again
+            fcntl.flock(store._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            store.records = read_records(store.path, record_type, repair=True)
+        except BaseException as e:
+            os.close(store._fd)
+            store._fd = None
+            if isinstance(e, BlockingIOError):
+                raise KardDataError("another process is writing this file (the same command running twice?); wait for it "
+                                    "to finish or choose another output", path=store.path) from None
+            raise
         return store
 
     def __contains__(self, record_id: str) -> bool:

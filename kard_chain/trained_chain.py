@@ -94,7 +94,7 @@ def load_kard_chain(
     try:
         settings = read_student_settings(folder)
     except KardDataError:
-        if "method" not in overrides or "k" not in overrides:
+        if overrides.get("method") is None or overrides.get("k") is None:
             raise
         settings = StudentSettings()
     chosen = {key: overrides[key] for key in ("method", "k") if overrides.get(key) is not None}

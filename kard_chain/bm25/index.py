@@ -46,6 +46,7 @@ from kard_chain.bm25.passage_store import DiskPassageStore, MemoryPassageStore, 
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
+from kard_chain.manifest import Manifest, prepare_output
 from kard_chain.records import Passage
 
 Backend = Literal["fast", "rank_bm25"]
@@ -59,8 +60,9 @@ class BM25Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["okapi", "lucene"] = "okapi"
-    """``okapi``: rank_bm25's BM25Okapi; ``lucene``: Lucene's idf and tf saturation."""
+    method: Literal["okapi", "lucene"] = "lucene"
+    """``lucene`` (default): Lucene's idf, positive for every term; ``okapi``: rank_bm25's BM25Okapi, whose idf is
+    zero for a term in half the passages (so a two-passage corpus can match nothing)."""
     k1: float = Field(default=1.5, ge=0)
     """Term-frequency saturation."""
     b: float = Field(default=0.75, ge=0, le=1)
@@ -91,6 +93,8 @@ class BM25Index:
         self.idf, self.indptr, self.docs, self.weights, self.tf, self.doc_lengths = (arrays[a] for a in _ARRAYS)
         self.passage_ids = list(passage_ids)
         self.passages = passages
+        self.path: Path | None = None
+        """The folder the index was loaded from (``None`` for one built in memory)."""
         self._rank_bm25: _RankBM25Scorer | None = None
 
     @property
@@ -159,7 +163,9 @@ class BM25Index:
         vocab, ids = read_json(path / "vocab.json"), read_json(path / "passage_ids.json")
         if len(vocab) != n_terms or len(ids) != n_docs:
             raise KardDataError("vocab.json or passage_ids.json does not match index.json", path=path)
-        return cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=DiskPassageStore(path))
+        index = cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=DiskPassageStore(path))
+        index.path = path
+        return index
 
     # ---- scoring --------------------------------------------------------------------
 
@@ -270,12 +276,30 @@ def build_index(
     appears only once complete: an interrupted build leaves nothing that loads.
     """
     tokenizer, params = tokenizer or BM25Tokenizer(), params or BM25Params()
+    manifest = index_manifest(params, tokenizer)
+    _adopt_legacy_index(Path(path))
+    prepare_output(path, manifest, folder=True, overwrite=overwrite, write=False)  # never replaces what is not an index
     with atomic_directory(path, overwrite=overwrite) as tmp:
+        manifest.save(tmp, folder=True)
         writer = PassageWriter(tmp)
         vocab, arrays, ids = _build_arrays(passages, tokenizer, params, writer.append, show_progress)
         writer.close()
         _write_index_files(tmp, params, tokenizer, vocab, arrays, ids)
     return BM25Index.load(path)
+
+
+def index_manifest(params: BM25Params, tokenizer: BM25Tokenizer) -> Manifest:
+    """The manifest of a BM25 index folder: what changes its scores."""
+    return Manifest("bm25-index", {"params": params.model_dump(), "tokenizer": tokenizer.model_dump()})
+
+
+def _adopt_legacy_index(path: Path) -> None:
+    """An index folder made before manifests gets the manifest its ``index.json`` describes."""
+    meta_file = path / "index.json"
+    if path.is_dir() and meta_file.is_file() and Manifest.load(path, folder=True) is None:
+        meta = read_json(meta_file)
+        if meta.get("format") == FORMAT:
+            Manifest("bm25-index", {"params": meta.get("params"), "tokenizer": meta.get("tokenizer")}).save(path, folder=True)
 
 
 def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenizer, vocab, arrays, ids) -> None:

@@ -30,6 +30,7 @@ from kard_chain.answers import format_answer, parse_answer
 from kard_chain.demo.report import accuracy_row, by_type, results_markdown, summary_screen, write_chart
 from kard_chain.demo.world import SIZES, World, build_world, edit_world
 from kard_chain.io import atomic_write_text
+from kard_chain.manifest import Manifest, identity, prepare_output
 from kard_chain.records import Example, Rationale
 
 REFERENCE_TEACHER = "reference rationales (offline demo teacher)"
@@ -252,6 +253,11 @@ def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
             "KARD (reranker)": load_kard_chain(llms["kard"], index, reranker=run.made["reranker"], candidates=20, n=run.n)}
 
 
+def _student_of(slug: str) -> str:
+    """The student behind an evaluation file: ``kard_bm25`` -> ``kard``."""
+    return slug.split("_")[0]
+
+
 def _slug(method: str) -> str:
     """A file name for a method: ``KARD (BM25)`` -> ``kard_bm25``."""
     return method.lower().replace(" ", "").replace("(", "_").replace(")", "")
@@ -262,7 +268,9 @@ def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path)
     from kard_chain.evaluation import EvaluationRecord, evaluate_chain
     from kard_chain.jsonl_store import read_records
 
-    summary = evaluate_chain(chain, examples, file, batch_size=16, show_progress=run.show_progress)
+    summary = evaluate_chain(chain, examples, file, batch_size=16, show_progress=run.show_progress,
+                             settings={"chain": file.stem, "student": identity(run.out / f"student_{_student_of(file.stem)}" / "final"),
+                                       "questions": len(examples)})
     records = read_records(file, EvaluationRecord)
     return {**accuracy_row(summary.correct, summary.total), "by_type": by_type(examples, records)}, records
 
@@ -353,17 +361,23 @@ def run_demo(
     chroma: bool = True,
     show_progress: bool = True,
     log: Callable[[str], None] = print,
+    overwrite: bool = False,
 ) -> dict:
-    """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``)."""
+    """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
+
+    ``out``'s manifest holds the run's settings: a rerun with the same ones resumes, one with
+    others is refused (``overwrite`` starts over)."""
     import torch
 
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    run = DemoRun(out=out, size=size, seed=seed, budget={**BUDGETS[size], **({"steps": steps} if steps else {})}, n=n, k=k,
-                  show_progress=show_progress, log=log, teacher=teacher,
-                  teacher_name=teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher"))
+    budget = {**BUDGETS[size], **({"steps": steps} if steps else {})}
+    settings = {"size": size, "seed": seed, "budget": budget, "n": n, "k": k, "chroma": chroma,
+                "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher")}
+    prepare_output(out, Manifest("demo", settings), folder=True, overwrite=overwrite)
+    run = DemoRun(out=out, size=size, seed=seed, budget=budget, n=n, k=k, show_progress=show_progress, log=log, teacher=teacher,
+                  teacher_name=settings["teacher"])
     started = time.perf_counter()
     torch.manual_seed(seed)
     for name, stage in STAGES:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm.auto import tqdm
 
 from kard_chain.jsonl_store import JsonlStore
+from kard_chain.manifest import Manifest, identity, prepare_output
 from kard_chain.retrievers.bm25 import BM25Retriever
 from kard_chain.teacher.cache import RationalePair
 
@@ -53,8 +54,17 @@ def build_candidates(
     k: int = 20,
     batch_size: int = 256,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, CandidateSet]:
-    """Build (or finish building) the candidate store at ``path``; returns all its sets."""
+    """Build (or finish building) the candidate store at ``path``; returns all its sets.
+
+    The store's manifest records ``k`` and the index: finishing it with another is refused (or,
+    with ``overwrite``, the store starts over)."""
+    if not pairs:
+        raise ValueError("no (question, rationale) pairs: do the rationales match the dataset's example ids?")
+    index = getattr(retriever.index, "path", None)
+    manifest = Manifest("reranker-candidates", {"k": k, "index": identity(index) if index else "in memory"})
+    prepare_output(path, manifest, folder=False, overwrite=overwrite)
     with JsonlStore.open(path, CandidateSet) as store:
         todo = [p for p in pairs if p.id not in store]
         bar = tqdm(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from kard_chain.jsonl_store import read_records
 from kard_chain.reranker.candidates import CandidateSet
-from kard_chain.training.checkpoints import checkpoints_in, write_metrics
+from kard_chain.training.checkpoints import prepare_run, write_metrics
 from kard_chain.training.config import TrainingConfig
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
 
@@ -199,7 +199,7 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
 
     accelerator = make_accelerator(config.grad_accum)
     out = config.output_dir
-    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
+    checkpoints = prepare_run(config, "reranker-run", {"encoder": config.encoder, "candidates": config.candidates, "index": config.index})
     sets = list(read_records(config.candidates, CandidateSet).values())
     train = [c for c in sets if not is_held_out(c.example_id, config.eval_fraction)]
     held_out = [c for c in sets if is_held_out(c.example_id, config.eval_fraction)]

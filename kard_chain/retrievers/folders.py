@@ -1,6 +1,6 @@
 """Knowledge-base folders on disk: a BM25 index or a Chroma store, opened by what the folder holds.
 
-    build_chroma_folder(passages, "chroma/", dim=256)       # a Chroma store and its embedding's settings
+    store, added = build_chroma_folder(passages, "chroma/", dim=256)   # a Chroma store and its embedding's settings
     open_retriever("chroma/", k=5)                          # ChromaRetriever (it has kard_chroma.json)
     open_retriever("index/", k=5)                           # BM25Retriever
 """
@@ -13,21 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from kard_chain.io import atomic_write_text
+from kard_chain.manifest import Manifest, prepare_output
 from kard_chain.records import Passage
 
 CHROMA_CONFIG = "kard_chroma.json"
 """The embedding settings kept beside a Chroma store, so it reopens with the same embedding."""
 
 
-def build_chroma_folder(passages: Iterable[Passage], path: str | Path, *, dim: int = 256, show_progress: bool = True) -> Any:
-    """Add ``passages`` to the Chroma store at ``path`` (hashing embedding of size ``dim``) and return it."""
+def build_chroma_folder(passages: Iterable[Passage], path: str | Path, *, dim: int = 256, overwrite: bool = False,
+                        show_progress: bool = True) -> tuple[Any, int]:
+    """Add ``passages`` to the Chroma store at ``path`` (hashing embedding of size ``dim``); returns the store
+    and how many passages were new.
+
+    A store made with another embedding, a BM25 index or a folder kard did not make is refused
+    (``overwrite`` replaces a Chroma store only)."""
     from kard_chain.embeddings import HashingEmbeddings
     from kard_chain.retrievers.chroma import ChromaRetriever
 
+    path = Path(path)
+    config = {"embeddings": "hashing", "size": dim}
+    legacy = path / CHROMA_CONFIG
+    if legacy.is_file() and Manifest.load(path, folder=True) is None:  # made before manifests
+        Manifest("chroma-store", json.loads(legacy.read_text())).save(path, folder=True)
+    prepare_output(path, Manifest("chroma-store", config), folder=True, overwrite=overwrite)
     store = ChromaRetriever.open(path, embeddings=HashingEmbeddings(size=dim))
-    store.add_passages(passages, show_progress=show_progress)
-    atomic_write_text(Path(path) / CHROMA_CONFIG, json.dumps({"embeddings": "hashing", "size": dim}))
-    return store
+    added = store.add_passages(passages, show_progress=show_progress)
+    atomic_write_text(path / CHROMA_CONFIG, json.dumps(config))
+    return store, added
 
 
 def open_retriever(path: str | Path, k: int = 4, backend: str = "fast") -> Any:

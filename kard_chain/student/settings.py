@@ -48,7 +48,8 @@ def read_student_settings(folder: str | Path) -> StudentSettings:
     if not file.is_file():
         raise KardDataError(
             f"no {STUDENT_CONFIG}: this folder is not a student saved by 'kard train-student' (a checkpoint or a plain "
-            "Hugging Face model?); pass the settings it was trained with, e.g. method='kard', k=3", path=Path(folder)
+            "Hugging Face model?); pass the settings it was trained with, e.g. method='kard', k=3 (on the command line: "
+            "--method kard -k 3)", path=Path(folder)
         )
     try:
         return StudentSettings.model_validate(json.loads(file.read_text()))

@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from kard_chain.io import atomic_write_text
 from kard_chain.student.pairs import StudentPair
 from kard_chain.student.settings import STUDENT_CONFIG, Method
-from kard_chain.training.checkpoints import checkpoints_in, write_metrics
+from kard_chain.training.checkpoints import prepare_run, write_metrics
 from kard_chain.training.config import TrainingConfig
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
 
@@ -186,7 +186,7 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
 
     accelerator = make_accelerator(config.grad_accum, config.mixed_precision)
     out = config.output_dir
-    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
+    checkpoints = prepare_run(config, "student-run", {"model": config.model, "data_dir": config.data_dir, "rationales": config.rationales, "index": config.index, "pairs": config.pairs, "prompts_dir": config.prompts_dir})
     start_from = str(checkpoints[-1]) if checkpoints else config.model
     tokenizer = AutoTokenizer.from_pretrained(start_from)
     is_seq2seq = bool(getattr(AutoConfig.from_pretrained(start_from), "is_encoder_decoder", False))

@@ -24,6 +24,7 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable
 from tqdm.auto import tqdm
 
+from kard_chain.manifest import Manifest, prepare_output
 from kard_chain.records import Example, Rationale
 from kard_chain.teacher.cache import RationaleCache, TeacherRecord
 from kard_chain.teacher.rate_limit import RateLimiter
@@ -51,8 +52,20 @@ def redact(text: str) -> str:
     return re.sub(r"\b(sk-[A-Za-z0-9]{0,4})[A-Za-z0-9_\-]{8,}", r"\1***", text)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from (a client wraps a refused connection in its own errors)."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        chain.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
 def classify_error(exc: BaseException) -> tuple[str, bool, float | None]:
     """``(kind, retryable, retry_after_seconds)`` for an exception from a chat model."""
+    if any(isinstance(cause, ConnectionRefusedError) for cause in _causes(exc)):
+        return "connection_refused", True, None
     response = getattr(exc, "response", None)
     status = getattr(exc, "status_code", None) or getattr(response, "status_code", None)
     name = type(exc).__name__
@@ -273,8 +286,16 @@ async def teach(
 
 
 async def teach_variants(chat_model: Any, chain: Runnable, examples: Sequence[Example], paths: dict[str, Path], *,
-                         log=print, **options: Any) -> dict[str, TeachSummary]:
-    """:func:`teach` once per prompt variant, each into its own cache file; closes the model's HTTP client at the end."""
+                         manifests: dict[str, Manifest] | None = None, overwrite: bool = False, log=print,
+                         **options: Any) -> dict[str, TeachSummary]:
+    """:func:`teach` once per prompt variant, each into its own cache file; closes the model's HTTP client at the end.
+
+    ``manifests`` (one per variant) are checked against each cache before any request: a cache
+    made with other settings is refused, or started over with ``overwrite``.
+    """
+    for variant, path in paths.items():
+        if manifests:
+            prepare_output(path, manifests[variant], folder=False, overwrite=overwrite)
     summaries = {}
     try:
         for variant, path in paths.items():

@@ -31,7 +31,7 @@ def kernel(request, monkeypatch):
 
 def index_of(docs, **params):
     passages = [Passage(id=f"d{i}", text=t) for i, t in enumerate(docs)]
-    return BM25Index.from_passages(passages, tokenizer=TOKENIZER, params=BM25Params(**params))
+    return BM25Index.from_passages(passages, tokenizer=TOKENIZER, params=BM25Params(**{"method": "okapi", **params}))
 
 
 def check_top_k(rows, scores, ref_scores, matched, k):

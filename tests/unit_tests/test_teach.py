@@ -73,7 +73,7 @@ def test_teach_survives_faults_and_resumes(dataset, tmp_path, capsys):
     # the same file with another configuration is refused rather than mixed
     with FakeOpenAIServer() as server:
         assert main(teach_args(dataset, out, server.url, "--mode", "solve")) == 2
-    assert "holds records made with task=generic, mode=rationalize" in capsys.readouterr().err
+    assert 'it differs in mode: "rationalize" -> "solve"' in capsys.readouterr().err
 
 
 def test_kill_9_then_restart_gives_the_same_cache(dataset, tmp_path):

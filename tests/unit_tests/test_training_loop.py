@@ -48,7 +48,7 @@ class Regression:
 def train(out, nan_at=None, **kw):
     config = TrainingConfig(output_dir=out, batch_size=4, learning_rate=0.2, max_steps=25, save_every=10, **kw)
     accelerator = make_accelerator(config.grad_accum)
-    checkpoints = checkpoints_in(out, config.overwrite_output_dir)
+    checkpoints = checkpoints_in(out)
     torch.manual_seed(0)
     model = torch.nn.Linear(1, 1)
     if checkpoints:
@@ -69,7 +69,7 @@ def test_loss_falls_and_epochs_end_where_the_batches_do(tmp_path):
     first, last = run.loss_window(5)
     assert last < first / 4
     assert task.epochs == [(0, 10), (1, 20), (2, 25)]  # 40 items / 4 = 10 steps an epoch; the last epoch ends early
-    assert [p.name for p in checkpoints_in(tmp_path / "a", False)] == ["checkpoint-10", "checkpoint-20", "checkpoint-25"]
+    assert [p.name for p in checkpoints_in(tmp_path / "a")] == ["checkpoint-10", "checkpoint-20", "checkpoint-25"]
 
 
 def test_resume_from_a_checkpoint_ends_on_the_same_weights_and_a_torn_one_is_ignored(tmp_path):
@@ -79,7 +79,7 @@ def test_resume_from_a_checkpoint_ends_on_the_same_weights_and_a_torn_one_is_ign
     shutil.copytree(tmp_path / "straight" / "checkpoint-10", resumed / "checkpoint-10")
     shutil.copytree(tmp_path / "straight" / "checkpoint-20", resumed / ".checkpoint-20.tmp")  # a save cut short
     (resumed / ".checkpoint-20.tmp" / "optimizer.pt").unlink()
-    assert [p.name for p in checkpoints_in(resumed, False)] == ["checkpoint-10"]
+    assert [p.name for p in checkpoints_in(resumed)] == ["checkpoint-10"]
     run, again, _ = train(resumed)
     assert run.steps == 15 and run.step == 25
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), again.state_dict().values()))

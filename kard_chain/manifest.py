@@ -1,0 +1,168 @@
+"""What made an artefact: every resumable or reusable output carries a manifest, and a rerun that
+would mix two runs' work stops before doing anything.
+
+A manifest is the artefact's kind (``teacher-cache``, ``bm25-index``, ``student-run``...) and the
+settings that change its content, the identity of its inputs among them (:func:`identity`: a
+file's path and content hash; a folder's path and the hashes of its top-level files; a hub name
+as itself). A folder keeps it in ``kard_manifest.json``, a file beside it in
+``<name>.manifest.json``::
+
+    resume = prepare_output(Path("cache.jsonl"), Manifest("teacher-cache", {"n": 4, ...}), overwrite=False)
+
+A rerun with the same manifest resumes; one whose manifest differs is refused
+(:class:`ManifestMismatch`, a :class:`~kard_chain.errors.KardDataError`) with each difference
+and what to do, or, with ``overwrite``, the old artefact is removed and the run starts over.
+``overwrite`` never removes what kard did not make (a folder without our manifest), another
+kind of artefact, or the working directory or one of its parents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kard_chain.errors import KardDataError
+from kard_chain.io import atomic_write_text
+
+MANIFEST = "kard_manifest.json"
+"""The manifest's name inside a folder artefact."""
+
+
+class ManifestMismatch(KardDataError):
+    """An output holds another run's work (or is not ours): the run stops before doing anything."""
+
+
+HASHED_BYTES = 64 * 2**20
+"""Files up to this size are identified by their content; larger ones by size and modification time."""
+
+
+def _file_identity(p: Path) -> dict[str, Any]:
+    st = p.stat()
+    if st.st_size <= HASHED_BYTES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return {"size": st.st_size, "sha256": h.hexdigest()[:16]}
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def identity(path: str | Path | None) -> dict[str, Any] | None:
+    """What identifies an input: its path and content (a hash; size and modification time for files over
+    64 MiB); a folder: its path and that of each top-level file; a hub name: itself."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        return {"name": str(path)}
+    if p.is_file():
+        return {"path": str(p.resolve()), **_file_identity(p)}
+    files = {f.name: _file_identity(f) for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".") and f.name != MANIFEST}
+    return {"path": str(p.resolve()), "files": digest(files)}
+
+
+def digest(value: Any) -> str:
+    """A short content hash of any JSON-able value (a prompt's text, a list of pairs)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def manifest_file(artefact: Path, folder: bool) -> Path:
+    """Where an artefact's manifest lives: inside a folder, beside a file."""
+    return artefact / MANIFEST if folder else artefact.with_name(artefact.name + ".manifest.json")
+
+
+@dataclass
+class Manifest:
+    """An artefact's kind and the settings (and input identities) that made it."""
+
+    kind: str
+    settings: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        """The manifest as stored (settings through JSON, so that paths and tuples compare as they read back)."""
+        return {"kind": self.kind, "settings": json.loads(json.dumps(self.settings, sort_keys=True, default=str))}
+
+    def save(self, artefact: Path, folder: bool) -> None:
+        """Write the manifest of ``artefact`` (a folder, or a file) atomically."""
+        atomic_write_text(manifest_file(artefact, folder), json.dumps(self.as_json(), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, artefact: Path, folder: bool) -> Manifest | None:
+        """The manifest of ``artefact`` (a folder, or a file), or ``None`` where it has none."""
+        file = manifest_file(artefact, folder)
+        if not file.is_file():
+            return None
+        try:
+            data = json.loads(file.read_text())
+            return cls(kind=data["kind"], settings=data["settings"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise KardDataError(f"unreadable manifest ({e}); move the artefact away or remove the manifest", path=file) from None
+
+
+def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every setting that differs (nested settings by dotted key)."""
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: {json.dumps(a)} -> {json.dumps(b)}")
+    return lines
+
+
+def _is_workdir_or_parent(path: Path) -> bool:
+    here, target = Path.cwd().resolve(), path.resolve()
+    return target == here or target in here.parents
+
+
+def _empty(path: Path) -> bool:
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, overwrite: bool = False, write: bool = True,
+                   option: str = "--overwrite") -> bool:
+    """Check ``artefact`` (a ``folder``, or a file) against ``manifest`` before any work; returns whether there
+    is earlier work to resume.
+
+    Absent or empty: nothing to resume (the manifest is written now unless ``write`` is false, for
+    artefacts built elsewhere and moved into place). Same manifest: resume. Another manifest:
+    refused, or removed and started over with ``overwrite``. Not made by kard: refused.
+    """
+    artefact = Path(artefact)
+    if overwrite and _is_workdir_or_parent(artefact):
+        raise ManifestMismatch("refusing to overwrite the working directory or one of its parents; choose another output",
+                               path=artefact)
+    if _empty(artefact):
+        if write:
+            manifest.save(artefact, folder)
+        return False
+    old = Manifest.load(artefact, folder)
+    if old is None:
+        raise ManifestMismatch(f"exists and was not made by kard-chain (no {manifest_file(artefact, folder).name}); choose "
+                               f"another output: {option} replaces only kard's own artefacts", path=artefact)
+    if old.kind != manifest.kind:
+        raise ManifestMismatch(f"holds a {old.kind}, not a {manifest.kind}; choose another output", path=artefact)
+    changed = differences(old.settings, manifest.as_json()["settings"])
+    if not changed:
+        return True
+    if not overwrite:
+        raise ManifestMismatch(f"holds the work of another {manifest.kind} run; it differs in " + "; ".join(changed)
+                               + f". Choose another output, or pass {option} to start over", path=artefact)
+    remove_artefact(artefact, folder)
+    if write:
+        manifest.save(artefact, folder)
+    return False
+
+
+def remove_artefact(artefact: Path, folder: bool) -> None:
+    """Remove a kard artefact and its manifest (a folder whole, a file with its manifest)."""
+    if folder:
+        shutil.rmtree(artefact, ignore_errors=True)
+        return
+    artefact.unlink(missing_ok=True)
+    manifest_file(artefact, folder).unlink(missing_ok=True)

@@ -1,0 +1,260 @@
+"""Every artefact knows what made it: reruns with other inputs or settings are refused (exit 2) before
+any work, --overwrite replaces only kard's own artefacts of the same kind, and failures exit non-zero.
+
+The command-line cases run ``kard`` in a subprocess, as a user would, and check the exit code, the
+message and that the earlier artefact is untouched.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kard_chain import BM25Retriever, KardDataError
+from kard_chain.io import atomic_directory, atomic_write_text, read_jsonl
+from kard_chain.jsonl_store import JsonlStore
+from kard_chain.manifest import Manifest, ManifestMismatch, prepare_output
+from kard_chain.records import Passage
+from kard_chain.teacher.cache import TeacherRecord
+from kard_chain.testing.openai_server import FakeOpenAIServer
+from tests.unit_tests.copy_task import copy_task, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kard(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-key", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "kard_chain.cli", *map(str, args)], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+def snapshot(path: Path) -> dict:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(f): f.read_bytes() for f in files}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("artefacts")
+    train, test, passages = copy_task(n_train=12, n_test=4)
+    write_jsonl(tmp / "passages.jsonl", passages)
+    write_jsonl(tmp / "train.jsonl", train)
+    write_jsonl(tmp / "test.jsonl", test)
+    BM25Retriever.build(passages, tmp / "index", show_progress=False)
+    return tmp
+
+
+# ---- the mechanism --------------------------------------------------------------------------------
+
+def test_same_manifest_resumes_another_is_refused_with_each_difference_and_overwrite_starts_over(tmp_path):
+    out = tmp_path / "c.jsonl"
+    assert prepare_output(out, Manifest("cache", {"n": 2, "model": "m"}), folder=False) is False
+    out.write_text("work\n")
+    assert prepare_output(out, Manifest("cache", {"n": 2, "model": "m"}), folder=False) is True
+    with pytest.raises(ManifestMismatch, match=r'n: 2 -> 4.*--overwrite'):
+        prepare_output(out, Manifest("cache", {"n": 4, "model": "m"}), folder=False)
+    assert out.read_text() == "work\n"
+    assert prepare_output(out, Manifest("cache", {"n": 4, "model": "m"}), folder=False, overwrite=True) is False
+    assert not out.exists() and Manifest.load(out, folder=False).settings == {"n": 4, "model": "m"}
+    with pytest.raises(ManifestMismatch, match="holds a cache, not a index"):
+        out.write_text("x")
+        prepare_output(out, Manifest("index", {}), folder=False)
+
+
+def test_overwrite_never_touches_a_foreign_folder_or_the_working_directory(tmp_path, monkeypatch):
+    mine = tmp_path / "userdata"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ManifestMismatch, match="not made by kard-chain"):
+        prepare_output(mine, Manifest("bm25-index", {}), folder=True, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "mine"
+    monkeypatch.chdir(mine)
+    with pytest.raises(ManifestMismatch, match="working directory"):
+        prepare_output(Path("."), Manifest("bm25-index", {}), folder=True, overwrite=True)
+
+
+# ---- the command line, case by case --------------------------------------------------------------
+
+def test_case2_index_overwrite_refuses_a_users_folder_and_the_working_directory(corpus, tmp_path):
+    user = tmp_path / "userdata"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    code, out = kard("index", "--corpus", corpus / "passages.jsonl", "--out", user, "--overwrite")
+    assert code == 2 and "not made by kard-chain" in out and (user / "thesis.tex").read_text() == "years of work"
+    code, out = kard("index", "--corpus", corpus / "passages.jsonl", "--out", ".", "--overwrite", cwd=user)
+    assert code == 2 and "working directory" in out and (user / "thesis.tex").is_file()
+    # our own index of the same kind is replaced, and a kill's leftover temporary folder is cleaned
+    index = tmp_path / "index"
+    assert kard("index", "--corpus", corpus / "passages.jsonl", "--out", index)[0] == 0
+    (tmp_path / ".index.tmp-killed").mkdir()
+    assert kard("index", "--corpus", corpus / "passages.jsonl", "--out", index, "--overwrite", "--k1", "1.2")[0] == 0
+    assert not (tmp_path / ".index.tmp-killed").exists()
+
+
+def test_case8_a_chroma_store_cannot_land_in_a_bm25_index(corpus, tmp_path):
+    pytest.importorskip("chromadb")
+    index = tmp_path / "index"
+    assert kard("index", "--corpus", corpus / "passages.jsonl", "--out", index)[0] == 0
+    before = snapshot(index)
+    code, out = kard("index", "--backend", "chroma", "--corpus", corpus / "passages.jsonl", "--out", index)
+    assert code == 2 and "holds a bm25-index, not a chroma-store" in out
+    assert snapshot(index) == before
+
+
+def test_case6_candidates_resumed_with_another_k_or_index_are_refused(corpus, tmp_path):
+    args = ["candidates", "--dataset", "jsonl", "--data-dir", corpus / "train.jsonl", "--reference", "--out", tmp_path / "c.jsonl"]
+    assert kard(*args, "--index", corpus / "index", "-k", "3")[0] == 0
+    before = snapshot(tmp_path / "c.jsonl")
+    code, out = kard(*args, "--index", corpus / "index", "-k", "5")
+    assert code == 2 and "k: 3 -> 5" in out and snapshot(tmp_path / "c.jsonl") == before
+    other = tmp_path / "other_index"
+    BM25Retriever.build([Passage(id="z", text="the zorb is red")], other, show_progress=False)
+    code, out = kard(*args, "--index", other, "-k", "3")
+    assert code == 2 and "index.path" in out and snapshot(tmp_path / "c.jsonl") == before
+    assert kard(*args, "--index", other, "-k", "3", "--overwrite")[0] == 0
+
+
+@pytest.fixture
+def teacher_data(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps({"id": f"e{i}", "question": f"Is thing {i} real?", "answer": "yes"}) + "\n" for i in range(3)))
+    return path
+
+
+def test_case4_teach_with_another_n_or_an_edited_prompt_is_refused(teacher_data, tmp_path):
+    out = tmp_path / "c.jsonl"
+    with FakeOpenAIServer() as server:
+        base = ["teach", "--dataset", "jsonl", "--data-dir", teacher_data, "--teacher", "openai:gpt-4o-mini", "--base-url",
+                server.url, "--out", out]
+        assert kard(*base, "--n", "2")[0] == 0
+        before = snapshot(out)
+        code, msg = kard(*base, "--n", "4")
+        assert code == 2 and "n: 2 -> 4" in msg and snapshot(out) == before
+        prompts = tmp_path / "prompts"
+        prompts.mkdir()
+        shipped = ROOT / "prompts" / "teacher" / "generic" / "default.toml"
+        (prompts / "default.toml").write_text(shipped.read_text().replace("step by step", "in one line"))
+        code, msg = kard(*base, "--n", "2", "--prompts", prompts)
+        assert code == 2 and "prompt_text" in msg and snapshot(out) == before
+        assert server.counts["requests"] == 3  # the refused runs asked nothing
+
+
+def test_case5_a_run_with_failed_examples_exits_non_zero_and_names_a_refused_connection(teacher_data, tmp_path):
+    code, out = kard("teach", "--dataset", "jsonl", "--data-dir", teacher_data, "--teacher", "openai:gpt-4o-mini",
+                     "--base-url", "http://127.0.0.1:1/v1", "--out", tmp_path / "c.jsonl", "--max-retries", "1", "--backoff", "0.01")
+    assert code == 1 and "3 example(s) failed" in out and "connection_refused" in out and "running?" in out
+
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def students(corpus):
+    from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer
+
+    texts = [line for _, r in read_jsonl(corpus / "train.jsonl") for line in (r["question"], r["reference_rationale"])]
+    tok = word_tokenizer(texts + [(corpus / "passages.jsonl").read_text(), "question : knowledge : options : so the answer is"])
+    for name, seed in (("a", 0), ("b", 1), ("bare", 2)):
+        scratch_t5(tok, d_model=32, layers=1, heads=2, dropout=0.0, seed=seed).save_pretrained(corpus / name)
+        tok.save_pretrained(corpus / name)
+        if name != "bare":
+            (corpus / name / "kard_student.json").write_text(json.dumps({"method": "kard", "k": 2}))
+    return corpus
+
+
+def test_case1_evaluating_another_student_into_the_same_file_is_refused(students, tmp_path):
+    out = tmp_path / "e.jsonl"
+    common = ["--index", students / "index", "--dataset", "jsonl", "--data-dir", students / "test.jsonl", "-n", "1",
+              "--max-new-tokens", "2", "--out", out]
+    assert kard("evaluate", "--student", students / "a", *common)[0] == 0
+    before = snapshot(out)
+    code, msg = kard("evaluate", "--student", students / "b", *common)
+    assert code == 2 and "student.files" in msg and "accuracy" not in msg and snapshot(out) == before
+    code, msg = kard("evaluate", "--student", students / "b", *common, "--overwrite")
+    assert code == 0 and "accuracy" in msg
+
+
+def test_case7_a_folder_without_settings_says_what_is_missing(students):
+    args = ["ask", "--student", students / "bare", "--index", students / "index", "-n", "1", "--max-new-tokens", "2", "what?"]
+    code, msg = kard(*args)
+    assert code == 2 and "no kard_student.json" in msg and "--method kard -k 3" in msg
+    assert kard(*args, "--method", "kard", "-k", "2")[0] == 0
+
+
+def test_case3_training_into_another_runs_folder_is_refused(students, tmp_path):
+    out = tmp_path / "student"
+    common = ["train-student", "--model", students / "a", "--dataset", "jsonl", "--data-dir", students / "train.jsonl",
+              "--output-dir", out, "--max-steps", "2", "--batch-size", "4"]
+    assert kard(*common, "--method", "ft")[0] == 0
+    before = snapshot(out)
+    code, msg = kard(*common, "--method", "rd", "--reference", "true")
+    assert code == 2 and 'method: "ft" -> "rd"' in msg and snapshot(out) == before
+    code, msg = kard(*common, "--method", "ft", "--max-steps", "0")
+    assert code == 2 and "max_steps" in msg
+
+
+def test_case3_the_reranker_with_another_loss_is_refused(students, tmp_path):
+    from kard_chain.datasets import load_dataset
+    from kard_chain.reranker.candidates import build_candidates
+    from kard_chain.teacher.cache import rationale_pairs
+    from tests.unit_tests.tiny_models import tiny_encoder
+
+    examples = load_dataset("jsonl", students / "train.jsonl")
+    build_candidates(rationale_pairs(examples, reference=True), BM25Retriever.load(students / "index"), tmp_path / "c.jsonl", k=3,
+                     show_progress=False)
+    words = sorted({w for e in examples for w in (e.question + " " + e.reference_rationale).split()} | {"the", "is"})
+    encoder, tokenizer = tiny_encoder(words, dropout=0.0)
+    encoder.save_pretrained(tmp_path / "enc")
+    tokenizer.save_pretrained(tmp_path / "enc")
+    common = ["train-reranker", "--encoder", tmp_path / "enc", "--candidates", tmp_path / "c.jsonl", "--index", students / "index",
+              "--output-dir", tmp_path / "rr", "--dim", "8", "--batch-size", "4", "--candidates-per-set", "3", "--max-steps", "1",
+              "--eval-fraction", "0"]
+    assert kard(*common)[0] == 0
+    before = snapshot(tmp_path / "rr")
+    code, msg = kard(*common, "--loss", "ce")
+    assert code == 2 and 'loss: "kl" -> "ce"' in msg and snapshot(tmp_path / "rr") == before
+
+
+# ---- found on the way ----------------------------------------------------------------------------
+
+def test_a_second_writer_of_a_store_is_refused(tmp_path):
+    with JsonlStore.open(tmp_path / "c.jsonl", TeacherRecord):
+        with pytest.raises(KardDataError, match="another process is writing"):
+            JsonlStore.open(tmp_path / "c.jsonl", TeacherRecord)
+
+
+def test_outputs_respect_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "x").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755
+
+
+def test_non_utf8_input_and_empty_datasets_name_the_file(tmp_path):
+    from kard_chain import load_dataset
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "a", "question": "ok"}\n{"id": "b", "question": "caf\xe9"}\n')
+    with pytest.raises(KardDataError, match=r"bad\.jsonl:2.*not UTF-8"):
+        load_dataset("jsonl", bad)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(KardDataError, match=r"empty\.jsonl.*no examples"):
+        load_dataset("jsonl", empty)
+
+
+def test_case9_the_readme_bm25_example_finds_the_goat_and_okapi_parity_stays_available():
+    retriever = BM25Retriever.from_texts(["Goats produce milk.", "Cats purr."], k=1)
+    assert [d.page_content for d in retriever.invoke("goat milk")] == ["Goats produce milk."]
+    okapi = BM25Retriever.from_texts(["Goats produce milk.", "Cats purr."], k=1, method="okapi")
+    assert okapi.invoke("goat milk") == []  # rank_bm25's idf is zero for a term in half the passages
