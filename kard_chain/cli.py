@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (KardDataError, FileExistsError, ValueError) as e:  # bad input or usage: one line, no traceback
+    except (KardDataError, ValueError, OSError) as e:  # bad input or usage (a missing file, folder or model): one line
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -120,27 +120,27 @@ def _is_workdir_or_parent(path: Path) -> bool:
     return target == here or target in here.parents
 
 
-def _empty(path: Path) -> bool:
-    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+def _empty(path: Path, folder: bool) -> bool:
+    """Nothing to resume: absent, or (a failed start) a folder holding only its manifest, or an empty file."""
+    if folder:
+        return not path.exists() or (path.is_dir() and all(p.name == MANIFEST or p.name.startswith(".") for p in path.iterdir()))
+    return not path.exists() or (path.is_file() and path.stat().st_size == 0)
 
 
-def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, overwrite: bool = False, write: bool = True,
-                   option: str = "--overwrite") -> bool:
-    """Check ``artefact`` (a ``folder``, or a file) against ``manifest`` before any work; returns whether there
-    is earlier work to resume.
+def check_output(artefact: str | Path, manifest: Manifest, *, folder: bool, overwrite: bool = False,
+                 option: str = "--overwrite") -> str:
+    """What a run may do with ``artefact`` (a ``folder``, or a file), without touching it: ``"fresh"`` (nothing
+    there), ``"resume"`` (the same manifest) or ``"replace"`` (another manifest, and ``overwrite``).
 
-    Absent or empty: nothing to resume (the manifest is written now unless ``write`` is false, for
-    artefacts built elsewhere and moved into place). Same manifest: resume. Another manifest:
-    refused, or removed and started over with ``overwrite``. Not made by kard: refused.
+    Refused (:class:`ManifestMismatch`): another manifest without ``overwrite``, another kind of
+    artefact, anything kard did not make, and overwriting the working directory or a parent of it.
     """
     artefact = Path(artefact)
     if overwrite and _is_workdir_or_parent(artefact):
         raise ManifestMismatch("refusing to overwrite the working directory or one of its parents; choose another output",
                                path=artefact)
-    if _empty(artefact):
-        if write:
-            manifest.save(artefact, folder)
-        return False
+    if _empty(artefact, folder):
+        return "fresh"
     old = Manifest.load(artefact, folder)
     if old is None:
         raise ManifestMismatch(f"exists and was not made by kard-chain (no {manifest_file(artefact, folder).name}); choose "
@@ -149,14 +149,31 @@ def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, ov
         raise ManifestMismatch(f"holds a {old.kind}, not a {manifest.kind}; choose another output", path=artefact)
     changed = differences(old.settings, manifest.as_json()["settings"])
     if not changed:
-        return True
+        return "resume"
     if not overwrite:
         raise ManifestMismatch(f"holds the work of another {manifest.kind} run; it differs in " + "; ".join(changed)
                                + f". Choose another output, or pass {option} to start over", path=artefact)
-    remove_artefact(artefact, folder)
+    return "replace"
+
+
+def apply_output(artefact: str | Path, manifest: Manifest, action: str, *, folder: bool, write: bool = True) -> bool:
+    """Carry out :func:`check_output`'s ``action`` (remove a replaced artefact, write the manifest); returns whether to resume."""
+    artefact = Path(artefact)
+    if action == "resume":
+        return True
+    if action == "replace":
+        remove_artefact(artefact, folder)
     if write:
         manifest.save(artefact, folder)
     return False
+
+
+def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, overwrite: bool = False, write: bool = True,
+                   option: str = "--overwrite") -> bool:
+    """Check ``artefact`` against ``manifest`` before any work and act on it; returns whether there is earlier
+    work to resume. ``write=False`` leaves the manifest to an artefact built elsewhere and moved into place."""
+    action = check_output(artefact, manifest, folder=folder, overwrite=overwrite, option=option)
+    return apply_output(artefact, manifest, action, folder=folder, write=write)
 
 
 def remove_artefact(artefact: Path, folder: bool) -> None:

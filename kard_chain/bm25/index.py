@@ -154,7 +154,10 @@ class BM25Index:
             file = path / f"{name}.npy"
             if not file.is_file():
                 raise KardDataError("file missing", path=file)
-            arrays[name] = np.asarray(np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False))
+            try:
+                arrays[name] = np.asarray(np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False))
+            except ValueError as e:
+                raise KardDataError(f"not a readable .npy array ({e}); rebuild the index with kard index --overwrite", path=file) from None
         n_terms, n_docs, nnz = meta["n_terms"], meta["n_docs"], meta["nnz"]
         expected = {"idf": n_terms, "indptr": n_terms + 1, "docs": nnz, "weights": nnz, "tf": nnz, "doc_lengths": n_docs}
         for name, size in expected.items():

@@ -9,6 +9,7 @@ from typing import IO, Protocol
 
 import numpy as np
 
+from kard_chain.errors import KardDataError
 from kard_chain.records import Passage
 
 PASSAGES_FILE = "passages.jsonl"
@@ -70,8 +71,20 @@ class DiskPassageStore:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.offsets = np.load(self.folder / OFFSETS_FILE, mmap_mode="r")
-        self._fd = os.open(self.folder / PASSAGES_FILE, os.O_RDONLY)
+        self._fd: int | None = None
+        offsets_file, passages_file = self.folder / OFFSETS_FILE, self.folder / PASSAGES_FILE
+        for file in (offsets_file, passages_file):
+            if not file.is_file():
+                raise KardDataError("file missing: the index folder is incomplete; rebuild it with kard index --overwrite", path=file)
+        try:
+            self.offsets = np.load(offsets_file, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            raise KardDataError(f"not a readable .npy array ({e}); rebuild the index with kard index --overwrite", path=offsets_file) from None
+        size = passages_file.stat().st_size
+        if len(self.offsets) == 0 or int(self.offsets[-1]) != size:
+            raise KardDataError(f"holds {size} bytes where {OFFSETS_FILE} expects {int(self.offsets[-1]) if len(self.offsets) else '?'} "
+                                "(half-written?); rebuild the index with kard index --overwrite", path=passages_file)
+        self._fd = os.open(passages_file, os.O_RDONLY)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -89,6 +102,7 @@ class DiskPassageStore:
 
     def __del__(self) -> None:
         try:
-            os.close(self._fd)
+            if self._fd is not None:
+                os.close(self._fd)
         except (AttributeError, OSError):
             pass

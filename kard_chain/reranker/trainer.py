@@ -199,7 +199,8 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
 
     accelerator = make_accelerator(config.grad_accum)
     out = config.output_dir
-    checkpoints = prepare_run(config, "reranker-run", {"encoder": config.encoder, "candidates": config.candidates, "index": config.index})
+    inputs = {"encoder": config.encoder, "candidates": config.candidates, "index": config.index}
+    checkpoints = prepare_run(config, "reranker-run", inputs, accelerator)
     sets = list(read_records(config.candidates, CandidateSet).values())
     train = [c for c in sets if not is_held_out(c.example_id, config.eval_fraction)]
     held_out = [c for c in sets if is_held_out(c.example_id, config.eval_fraction)]

@@ -186,7 +186,9 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
 
     accelerator = make_accelerator(config.grad_accum, config.mixed_precision)
     out = config.output_dir
-    checkpoints = prepare_run(config, "student-run", {"model": config.model, "data_dir": config.data_dir, "rationales": config.rationales, "index": config.index, "pairs": config.pairs, "prompts_dir": config.prompts_dir})
+    inputs = {"model": config.model, "data_dir": config.data_dir, "rationales": config.rationales, "index": config.index,
+              "pairs": config.pairs, "prompts_dir": config.prompts_dir}
+    checkpoints = prepare_run(config, "student-run", inputs, accelerator)
     start_from = str(checkpoints[-1]) if checkpoints else config.model
     tokenizer = AutoTokenizer.from_pretrained(start_from)
     is_seq2seq = bool(getattr(AutoConfig.from_pretrained(start_from), "is_encoder_decoder", False))

@@ -17,7 +17,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from kard_chain.io import atomic_write_text
-from kard_chain.manifest import Manifest, ManifestMismatch, differences, identity, prepare_output, remove_artefact
+from kard_chain.manifest import (
+    Manifest,
+    ManifestMismatch,
+    apply_output,
+    check_output,
+    differences,
+    identity,
+    manifest_file,
+)
 
 RUN_FIELDS_THAT_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "save_every", "log_every", "max_seconds")
 """Config fields a resumed run may change: they do not change what the run trains."""
@@ -29,42 +37,58 @@ def checkpoints_in(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
 
 
-def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any]) -> list[Path]:
+def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerator=None) -> list[Path]:
     """Check ``output_dir`` against this run's manifest (settings and input identities) and return the
     checkpoints to resume from.
 
     A folder made by another run is refused, naming what differs (``overwrite_output_dir`` starts
     over); a non-empty folder that kard did not make is refused unless ``overwrite_output_dir``
-    (then the run trains into it, touching only its own files).
+    (then the run trains into it, touching only its own files). Every process checks; the main
+    process alone writes.
     """
     out = config.output_dir
     settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in RUN_FIELDS_THAT_MAY_CHANGE}
     manifest = Manifest(kind, {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}})
-    foreign = out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()) and Manifest.load(out, folder=True) is None
-    if foreign and checkpoints_in(out):  # made before manifests: its checkpoints name the config they were made with
-        _adopt(out, manifest, settings, config.overwrite_output_dir)
-        foreign = False
-    if foreign:
-        if not config.overwrite_output_dir:
+    action = _run_action(out, manifest, settings, config.overwrite_output_dir)
+    main = accelerator is None or accelerator.is_main_process
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    if main:
+        _apply_run_action(out, manifest, action)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return checkpoints_in(out) if action in ("resume", "adopt", "into") else []
+
+
+def _run_action(out: Path, manifest: Manifest, settings: dict, overwrite: bool) -> str:
+    """What to do with a run folder (read-only): fresh, restart, resume, replace, adopt (made before manifests) or into."""
+    ours = Manifest.load(out, folder=True) is not None
+    if ours and not checkpoints_in(out):
+        return "restart"  # a run that failed before its first checkpoint: nothing worth keeping
+    if not ours and checkpoints_in(out):  # made before manifests: its checkpoints name the config they were made with
+        state = json.loads((checkpoints_in(out)[-1] / "trainer_state.json").read_text())
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in RUN_FIELDS_THAT_MAY_CHANGE}
+        changed = differences(saved, Manifest(manifest.kind, settings).as_json()["settings"])
+        if changed and not overwrite:
+            raise ManifestMismatch("holds checkpoints of another training run; it differs in " + "; ".join(changed)
+                                   + ". Choose another output folder, or pass --overwrite-output-dir to start over", path=out)
+        return "replace" if changed else "adopt"
+    if not ours and out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+        if not overwrite:
             raise FileExistsError(f"{out} is not empty and was not made by a kard training run; set overwrite_output_dir "
                                   "to train into it")
+        return "into"
+    return check_output(out, manifest, folder=True, overwrite=overwrite, option="--overwrite-output-dir")
+
+
+def _apply_run_action(out: Path, manifest: Manifest, action: str) -> None:
+    if action == "restart":
+        (out / "pairs.jsonl").unlink(missing_ok=True)
+        manifest_file(out, folder=True).unlink(missing_ok=True)
+    if action in ("adopt", "into", "restart"):
         manifest.save(out, folder=True)
-        return checkpoints_in(out)
-    resume = prepare_output(out, manifest, folder=True, overwrite=config.overwrite_output_dir, option="--overwrite-output-dir")
-    return checkpoints_in(out) if resume else []
-
-
-def _adopt(out: Path, manifest: Manifest, settings: dict, overwrite: bool) -> None:
-    """Give a run folder made before manifests the manifest of its last checkpoint's config, if it is this run's."""
-    state = json.loads((checkpoints_in(out)[-1] / "trainer_state.json").read_text())
-    saved = {k: v for k, v in state.get("config", {}).items() if k not in RUN_FIELDS_THAT_MAY_CHANGE}
-    changed = differences(saved, Manifest(manifest.kind, settings).as_json()["settings"])
-    if changed and not overwrite:
-        raise ManifestMismatch("holds checkpoints of another training run; it differs in " + "; ".join(changed)
-                               + ". Choose another output folder, or pass --overwrite-output-dir to start over", path=out)
-    if changed:
-        remove_artefact(out, folder=True)
-    manifest.save(out, folder=True)
+    else:
+        apply_output(out, manifest, action, folder=True)
 
 
 def save_checkpoint(out: Path, step: int, save_weights: Callable[[Path], None], optimizer, scheduler, config: BaseModel) -> Path:

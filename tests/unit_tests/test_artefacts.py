@@ -258,3 +258,36 @@ def test_case9_the_readme_bm25_example_finds_the_goat_and_okapi_parity_stays_ava
     assert [d.page_content for d in retriever.invoke("goat milk")] == ["Goats produce milk."]
     okapi = BM25Retriever.from_texts(["Goats produce milk.", "Cats purr."], k=1, method="okapi")
     assert okapi.invoke("goat milk") == []  # rank_bm25's idf is zero for a term in half the passages
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_the_corrected_rerun(students, tmp_path):
+    from kard_chain import StudentTrainingConfig, train_student
+
+    common = dict(model=str(students / "a"), output_dir=tmp_path / "s", dataset="jsonl", data_dir=students / "train.jsonl",
+                  reference=True, method="kard", k=1, max_steps=1, batch_size=4)
+    with pytest.raises(KardDataError, match="index"):
+        train_student(StudentTrainingConfig(**common, index=tmp_path / "no_such_index"), show_progress=False)
+    assert train_student(StudentTrainingConfig(**common, index=students / "index"), show_progress=False)["step"] == 1
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda index: (index / "passage_offsets.npy").unlink(), "passage_offsets.npy"),
+    (lambda index: (index / "weights.npy").write_bytes(b"not an array"), "weights.npy"),
+    (lambda index: (index / "passages.jsonl").write_bytes((index / "passages.jsonl").read_bytes()[:-40]), "passages.jsonl"),
+])
+def test_a_damaged_index_is_named_without_a_traceback(corpus, tmp_path, damage, named):
+    import shutil
+
+    index = tmp_path / "index"
+    shutil.copytree(corpus / "index", index)
+    damage(index)
+    code, out = kard("search", "--index", index, "red")
+    assert code == 2 and named in out and "Traceback" not in out and "--overwrite" in out
+
+
+def test_missing_model_folders_are_one_line_errors(students, tmp_path):
+    code, out = kard("ask", "--student", tmp_path / "nowhere", "--index", students / "index", "what?")
+    assert code == 2 and "nowhere" in out and "Traceback" not in out
+    code, out = kard("ask", "--student", students / "a", "--index", students / "index", "--reranker", tmp_path / "no_reranker",
+                     "-n", "1", "what?")
+    assert code == 2 and "no_reranker" in out and "Traceback" not in out
