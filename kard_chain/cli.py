@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -225,11 +226,11 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--student", required=True, help="student folder (kard train-student's output_dir/final)")
     p.add_argument("--index", help="BM25 index folder (students trained with passages)")
     p.add_argument("--reranker", help="trained KARD reranker folder: rerank the BM25 candidates")
-    p.add_argument("--candidates", type=POSITIVE_INT, default=100, help="BM25 candidates for the reranker (default 100)")
-    p.add_argument("-k", type=POSITIVE_INT, help="passages per question (default: as trained)")
-    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question (default 5)")
-    p.add_argument("--temperature", type=POSITIVE, default=0.7)
-    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256)
+    p.add_argument("--candidates", type=POSITIVE_INT, default=100, help="BM25 candidates for the reranker")
+    p.add_argument("-k", type=POSITIVE_INT, help="passages per question")
+    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
+    p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the student")
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help="longest rationale sampled, in tokens")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="questions per generate call")
     p.add_argument("--method", choices=["kard", "rd", "ft"],
                    help="for a folder without kard_student.json (a checkpoint, a plain model): how it was trained (with -k)")
@@ -238,19 +239,19 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
 def _add_start_commands(sub) -> None:
     """The quickstart and demo commands."""
     p = sub.add_parser("quickstart", help="index the bundled sample and answer its questions with BM25 (offline)")
-    p.add_argument("--out", help="index folder (default: a temporary folder)")
-    p.add_argument("-k", type=POSITIVE_INT, default=3, help="passages per question (default 3)")
+    p.add_argument("--out", help="index folder")
+    p.add_argument("-k", type=POSITIVE_INT, default=3, help="passages per question")
     p.set_defaults(fn=cmd_quickstart)
 
     p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here)")
     p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 10 minutes on 2 cores; tiny: under a minute)")
     p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun skips finished stages")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student (default: the size's budget)")
-    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the world, the models and the data order")
+    p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student")
+    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
     p.add_argument("--teacher", help="a real teacher instead of the reference rationales: openai:MODEL or hf:PATH")
     p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
-    p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher (default 3)")
+    p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher")
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
@@ -262,11 +263,11 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--corpus", required=True, help="corpus file or folder of .txt files")
     p.add_argument("--out", required=True, help="index folder to create")
     p.add_argument("--backend", choices=["bm25", "chroma"], default="bm25", help="BM25 index folder or Chroma store")
-    p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format (default: from the name)")
+    p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format")
     p.add_argument("--method", choices=["okapi", "lucene"], default="lucene",
-                   help="BM25 variant (default lucene; okapi: rank_bm25's, zero idf for a term in half the passages)")
-    p.add_argument("--k1", type=NON_NEGATIVE, default=1.5)
-    p.add_argument("--b", type=NON_NEGATIVE, default=0.75)
+                   help="BM25 variant")
+    p.add_argument("--k1", type=NON_NEGATIVE, default=1.5, help="BM25 term-frequency saturation")
+    p.add_argument("--b", type=NON_NEGATIVE, default=0.75, help="BM25 length normalisation (0: none, 1: full)")
     p.add_argument("--epsilon", type=NON_NEGATIVE, default=0.25, help="okapi idf floor, times the mean idf")
     p.add_argument("--no-title", action="store_true", help="index passage text only")
     p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
@@ -277,9 +278,9 @@ def _add_knowledge_commands(sub) -> None:
 
     p = sub.add_parser("search", help="print the ranked passages for one or more questions")
     p.add_argument("--index", required=True, help="index folder made by 'kard index'")
-    p.add_argument("-k", type=POSITIVE_INT, default=5, help="passages to show (default 5)")
+    p.add_argument("-k", type=POSITIVE_INT, default=5, help="passages to show")
     p.add_argument("--backend", choices=["fast", "rank_bm25"], default="fast", help="BM25 scorer")
-    p.add_argument("query", nargs="+")
+    p.add_argument("query", nargs="+", help="one or more questions (quote each)")
     p.set_defaults(fn=cmd_search)
 
 
@@ -287,25 +288,26 @@ def _add_teacher_commands(sub) -> None:
     """The teach commands."""
     p = sub.add_parser("teach", help="write teacher rationales for a dataset split into a resumable cache")
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
-    p.add_argument("--data-dir", type=Path, help="dataset folder or file (default: $KARD_DATA_DIR/<dataset>, else data/<dataset>)")
-    p.add_argument("--split", default="train")
-    p.add_argument("--task", help="prompt folder (default: the dataset's, else generic)")
-    p.add_argument("--mode", choices=["rationalize", "solve"], default="rationalize")
-    p.add_argument("--n", type=POSITIVE_INT, default=5, help="rationales per example (default 5)")
+    p.add_argument("--data-dir", type=Path, help="dataset folder or file")
+    p.add_argument("--split", default="train", help="dataset split")
+    p.add_argument("--task", help="prompt folder")
+    p.add_argument("--mode", choices=["rationalize", "solve"], default="rationalize",
+                   help="rationalize: the teacher sees the gold answer and explains it; solve: plain chain of thought")
+    p.add_argument("--n", type=POSITIVE_INT, default=5, help="rationales per example")
     p.add_argument("--teacher", required=True, help="openai:MODEL or hf:PATH")
     p.add_argument("--base-url", help="OpenAI-compatible server (vLLM, Ollama...); the key comes from OPENAI_API_KEY")
-    p.add_argument("--temperature", type=POSITIVE, default=0.7)
-    p.add_argument("--max-tokens", type=POSITIVE_INT, default=512)
+    p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the teacher")
+    p.add_argument("--max-tokens", type=POSITIVE_INT, default=512, help="longest rationale, in tokens")
     p.add_argument("--timeout", type=POSITIVE, default=60.0, help="seconds per request")
     p.add_argument("--out", required=True, help="JSONL cache; a rerun skips finished examples")
-    p.add_argument("--concurrency", type=POSITIVE_INT, default=8)
+    p.add_argument("--concurrency", type=POSITIVE_INT, default=8, help="requests in flight at once")
     p.add_argument("--rpm", type=POSITIVE, help="requests per minute limit")
     p.add_argument("--tpm", type=POSITIVE, help="tokens per minute limit")
-    p.add_argument("--max-retries", type=NON_NEGATIVE_INT, default=6)
+    p.add_argument("--max-retries", type=NON_NEGATIVE_INT, default=6, help="retries of a rate-limited, failed or timed-out request")
     p.add_argument("--backoff", type=NON_NEGATIVE, default=1.0, help="first retry delay in seconds, doubled each retry")
     p.add_argument("--limit", type=POSITIVE_INT, help="first N examples only")
     p.add_argument("--prompts", type=Path, help="folder of extra prompt variants (DIR/<task>/<name>.toml)")
-    p.add_argument("--prompt", default="default", help="prompt variant (default: default)")
+    p.add_argument("--prompt", default="default", help="prompt variant")
     p.add_argument("--compare", help="comma-separated variants to run on the same examples and compare")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds another configuration's rationales")
     p.add_argument("--price-in", type=NON_NEGATIVE, help="USD per million input tokens")
@@ -318,23 +320,23 @@ def _add_training_commands(sub) -> None:
     p = sub.add_parser("candidates", help="build the reranker's training candidates (resumable)")
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
     p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="dataset split")
     p.add_argument("--index", required=True, help="BM25 index folder")
     p.add_argument("--rationales", help="teacher cache (kard teach --out)")
     p.add_argument("--reference", action="store_true", help="also use the dataset's reference rationales (StrategyQA facts...)")
-    p.add_argument("-k", type=POSITIVE_INT, default=20, help="passages per query, by rationale and by question (default 20)")
+    p.add_argument("-k", type=POSITIVE_INT, default=20, help="passages per query, by rationale and by question")
     p.add_argument("--out", required=True, help="candidate store (JSONL)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out was built with another -k or --index")
     p.set_defaults(fn=cmd_candidates)
 
-    from kard_chain.reranker.trainer import RerankerTrainingConfig
+    from kard_chain.reranker.config import RerankerTrainingConfig
     from kard_chain.training.config import add_config_flags
 
     p = sub.add_parser("train-reranker", help="train the KARD reranker on a candidate store (see trainers/reranker.py)")
     add_config_flags(p, RerankerTrainingConfig)
     p.set_defaults(fn=cmd_train_reranker)
 
-    from kard_chain.student.trainer import StudentTrainingConfig
+    from kard_chain.student.config import StudentTrainingConfig
 
     p = sub.add_parser("train-student", help="train the student: kard, rd or ft (see trainers/student.py)")
     add_config_flags(p, StudentTrainingConfig)
@@ -347,7 +349,7 @@ def _add_serving_commands(sub) -> None:
     _add_student_flags(p)
     p.add_argument("--dataset", required=True, help="strategyqa, medqa, obqa or jsonl")
     p.add_argument("--data-dir", type=Path, required=True, help="dataset folder or file")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="dataset split")
     p.add_argument("--limit", type=POSITIVE_INT, help="first N examples only")
     p.add_argument("--out", required=True, help="per-example JSONL (a rerun skips finished examples)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds another student's or setting's answers")
@@ -355,22 +357,52 @@ def _add_serving_commands(sub) -> None:
 
     p = sub.add_parser("ask", help="answer one question with a trained student, showing passages and rationales")
     _add_student_flags(p)
-    p.add_argument("question")
+    p.add_argument("question", help="the question (quote it)")
     p.set_defaults(fn=cmd_ask)
+
+
+LONG_COMMANDS = ("demo", "index", "teach", "candidates", "train-reranker", "train-student", "evaluate")
+"""Commands that show progress; each takes ``--quiet``."""
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every flag's help ends with its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Subcommands(argparse._SubParsersAction):
+    def add_parser(self, name: str, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpWithDefaults)
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``kard`` parser with one sub-command per stage."""
     parser = argparse.ArgumentParser(prog="kard", description="Knowledge-Augmented Reasoning Distillation tools.")
+    parser.register("action", "parsers", _Subcommands)
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_start_commands, _add_knowledge_commands, _add_teacher_commands, _add_training_commands, _add_serving_commands):
         add(sub)
+    for name in LONG_COMMANDS:
+        sub.choices[name].add_argument("--quiet", action="store_true", help="no progress output (results and errors still print)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kard`` console script."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        from kard_chain.progress import set_quiet
+
+        set_quiet()
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")  # the libraries' own bars (model loading...) as well
     try:
         return args.fn(args)
     except (KardDataError, ValueError, OSError) as e:  # bad input or usage (a missing file, folder or model): one line

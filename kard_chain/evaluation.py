@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from tqdm.auto import tqdm
 
 from kard_chain.jsonl_store import JsonlStore
 from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.progress import progress
 from kard_chain.records import Example
 
 
@@ -80,7 +80,7 @@ def evaluate_chain(
         prepare_output(out, Manifest("evaluation", settings), folder=False, overwrite=overwrite)
     with JsonlStore.open(out, EvaluationRecord) as store:
         todo = [e for e in examples if e.id not in store]
-        bar = tqdm(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)
+        bar = progress(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)
         for lo in range(0, len(todo), batch_size):
             batch = todo[lo : lo + batch_size]
             for e, r in zip(batch, chain.batch(batch)):

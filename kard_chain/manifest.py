@@ -30,6 +30,8 @@ from kard_chain.io import atomic_write_text
 
 MANIFEST = "kard_manifest.json"
 """The manifest's name inside a folder artefact."""
+NOT_CONTENT = {MANIFEST, "retriever.json"}
+"""Files of a folder that say how it is used, not what it holds: left out of its identity."""
 
 
 class ManifestMismatch(KardDataError):
@@ -61,7 +63,8 @@ def identity(path: str | Path | None) -> dict[str, Any] | None:
         return {"name": str(path)}
     if p.is_file():
         return {"path": str(p.resolve()), **_file_identity(p)}
-    files = {f.name: _file_identity(f) for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".") and f.name != MANIFEST}
+    files = {f.name: _file_identity(f) for f in sorted(p.iterdir())
+             if f.is_file() and not f.name.startswith(".") and f.name not in NOT_CONTENT}
     return {"path": str(p.resolve()), "files": digest(files)}
 
 

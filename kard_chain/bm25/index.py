@@ -31,7 +31,8 @@ import itertools
 import json
 from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,6 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tqdm.auto import tqdm
 
 from kard_chain.bm25 import kernels as bm25_kernels
 from kard_chain.bm25.passage_store import DiskPassageStore, MemoryPassageStore, PassageStore, PassageWriter
@@ -47,6 +47,7 @@ from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
 from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.progress import progress
 from kard_chain.records import Passage
 
 Backend = Literal["fast", "rank_bm25"]
@@ -128,7 +129,7 @@ class BM25Index:
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Write the index folder atomically: an interrupted save leaves no index behind."""
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with _index_folder(path, self.params, self.tokenizer, overwrite) as tmp:
             self.passages.save(tmp)
             _write_index_files(tmp, self.params, self.tokenizer, self.vocab, self._arrays(), self.passage_ids)
 
@@ -279,16 +280,23 @@ def build_index(
     appears only once complete: an interrupted build leaves nothing that loads.
     """
     tokenizer, params = tokenizer or BM25Tokenizer(), params or BM25Params()
-    manifest = index_manifest(params, tokenizer)
-    _adopt_legacy_index(Path(path))
-    prepare_output(path, manifest, folder=True, overwrite=overwrite, write=False)  # never replaces what is not an index
-    with atomic_directory(path, overwrite=overwrite) as tmp:
-        manifest.save(tmp, folder=True)
+    with _index_folder(path, params, tokenizer, overwrite) as tmp:
         writer = PassageWriter(tmp)
         vocab, arrays, ids = _build_arrays(passages, tokenizer, params, writer.append, show_progress)
         writer.close()
         _write_index_files(tmp, params, tokenizer, vocab, arrays, ids)
     return BM25Index.load(path)
+
+
+@contextmanager
+def _index_folder(path: str | Path, params: BM25Params, tokenizer: BM25Tokenizer, overwrite: bool) -> Iterator[Path]:
+    """A temporary folder that becomes the index at ``path`` when the block ends well; never replaces what is not an index."""
+    manifest = index_manifest(params, tokenizer)
+    _adopt_legacy_index(Path(path))
+    prepare_output(path, manifest, folder=True, overwrite=overwrite, write=False)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        manifest.save(tmp, folder=True)
+        yield tmp
 
 
 def index_manifest(params: BM25Params, tokenizer: BM25Tokenizer) -> Manifest:
@@ -357,7 +365,7 @@ def _build_arrays(
         lengths.append(np.bincount(rows, minlength=len(chunk_lens)).astype(np.int32))
         del chunk_tokens[:], chunk_lens[:]
 
-    for passage in tqdm(passages, desc="indexing", unit=" passages", disable=not show_progress):
+    for passage in progress(passages, desc="indexing", unit=" passages", disable=not show_progress):
         if passage.id in first_seen:
             raise KardDataError(f"duplicate passage id {passage.id!r} (passages #{first_seen[passage.id]} and #{len(ids)})")
         first_seen[passage.id] = len(ids)

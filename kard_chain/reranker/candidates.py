@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
-from tqdm.auto import tqdm
 
 from kard_chain.jsonl_store import JsonlStore
 from kard_chain.manifest import Manifest, identity, prepare_output
+from kard_chain.progress import progress
 from kard_chain.retrievers.bm25 import BM25Retriever
 from kard_chain.teacher.cache import RationalePair
 
@@ -67,7 +67,7 @@ def build_candidates(
     prepare_output(path, manifest, folder=False, overwrite=overwrite)
     with JsonlStore.open(path, CandidateSet) as store:
         todo = [p for p in pairs if p.id not in store]
-        bar = tqdm(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)
+        bar = progress(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)
         for lo in range(0, len(todo), batch_size):
             batch = todo[lo : lo + batch_size]
             by_rationale = retriever.search([p.rationale for p in batch], k)

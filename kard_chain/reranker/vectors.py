@@ -18,10 +18,10 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory
+from kard_chain.progress import progress
 from kard_chain.records import Passage
 
 
@@ -65,7 +65,7 @@ class PassageVectors:
         chunks: list[np.ndarray] = []
         lengths: list[int] = []
         batch: list[Passage] = []
-        bar = tqdm(desc="passage vectors", unit=" passages", disable=not show_progress)
+        bar = progress(desc="passage vectors", unit=" passages", disable=not show_progress)
 
         def flush() -> None:
             with torch.no_grad():

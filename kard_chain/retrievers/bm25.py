@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,12 @@ from pydantic import ConfigDict, Field
 
 from kard_chain.bm25.index import Backend, BM25Index, BM25Params, build_index
 from kard_chain.bm25.tokenizer import BM25Tokenizer
+from kard_chain.io import atomic_write_text
 from kard_chain.records import Passage
 from kard_chain.retrievers.base import PerCallKRetriever
+
+RETRIEVER_FILE = "retriever.json"
+"""The retriever's own settings (``k``, backend) beside the index it serves."""
 
 
 class BM25Retriever(PerCallKRetriever):
@@ -86,19 +91,25 @@ class BM25Retriever(PerCallKRetriever):
 
     @classmethod
     def build(cls, passages: Iterable[Passage], path: str | Path, *, k: int = 4, backend: Backend = "fast", **kwargs: Any) -> BM25Retriever:
-        """Stream passages into an index folder on disk (see :func:`build_index`) and open it."""
-        return cls(index=build_index(passages, path, **kwargs), k=k, backend=backend)
+        """Stream passages into an index folder on disk (see :func:`build_index`) and open it; ``k`` and the
+        backend are saved with it."""
+        retriever = cls(index=build_index(passages, path, **kwargs), k=k, backend=backend)
+        atomic_write_text(Path(path) / RETRIEVER_FILE, json.dumps({"k": k, "backend": backend}))
+        return retriever
 
     # ---- persistence ----------------------------------------------------------------
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
-        """Save the index folder (numpy arrays + JSON, written atomically)."""
+        """Save the index folder (numpy arrays + JSON, written atomically) and this retriever's ``k`` and backend."""
         self.index.save(path, overwrite=overwrite)
+        atomic_write_text(Path(path) / RETRIEVER_FILE, json.dumps({"k": self.k, "backend": self.backend}))
 
     @classmethod
-    def load(cls, path: str | Path, *, k: int = 4, backend: Backend = "fast", mmap: bool = True) -> BM25Retriever:
-        """Open a saved index; with ``mmap`` (default) the arrays are memory-mapped."""
-        return cls(index=BM25Index.load(path, mmap=mmap), k=k, backend=backend)
+    def load(cls, path: str | Path, *, k: int | None = None, backend: Backend | None = None, mmap: bool = True) -> BM25Retriever:
+        """Open a saved index with the ``k`` and backend it was saved with (else 4 and ``fast``), unless given here;
+        with ``mmap`` (default) the arrays are memory-mapped."""
+        saved = json.loads((Path(path) / RETRIEVER_FILE).read_text()) if (Path(path) / RETRIEVER_FILE).is_file() else {}
+        return cls(index=BM25Index.load(path, mmap=mmap), k=k or saved.get("k", 4), backend=backend or saved.get("backend", "fast"))
 
     # ---- retrieval ------------------------------------------------------------------
 

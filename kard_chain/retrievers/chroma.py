@@ -21,9 +21,9 @@ from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from pydantic import ConfigDict, Field
-from tqdm.auto import tqdm
 
 from kard_chain.errors import MissingExtraError
+from kard_chain.progress import progress
 from kard_chain.records import Passage
 from kard_chain.retrievers.base import PerCallKRetriever
 
@@ -100,7 +100,7 @@ class ChromaRetriever(PerCallKRetriever):
         Each batch is committed as it completes, so an interrupted run resumes where it stopped.
         """
         added = 0
-        bar = tqdm(desc="embedding", unit=" passages", disable=not show_progress)
+        bar = progress(desc="embedding", unit=" passages", disable=not show_progress)
         it = iter(passages)
         while batch := list(itertools.islice(it, batch_size)):
             present = set(self.collection.get(ids=[p.id for p in batch], include=[])["ids"])

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from tqdm.auto import tqdm
 
+from kard_chain.progress import progress
 from kard_chain.records import Example
 from kard_chain.student.format import StudentFormatter
 from kard_chain.student.settings import Method
@@ -65,7 +65,7 @@ def student_pairs(
     if not rationales:
         raise ValueError("no rationales for these examples: give a teacher cache with kept rationales, or reference=True")
     out = []
-    bar = tqdm(total=len(rationales), desc=f"{method} pairs", unit=" pairs", disable=not show_progress)
+    bar = progress(total=len(rationales), desc=f"{method} pairs", unit=" pairs", disable=not show_progress)
     for lo in range(0, len(rationales), batch_size):
         chunk = rationales[lo : lo + batch_size]
         found = retriever.batch([r.rationale for r in chunk]) if method == "kard" else [[] for _ in chunk]

@@ -16,67 +16,13 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Literal
-
-from pydantic import Field, model_validator
 
 from kard_chain.io import atomic_write_text
+from kard_chain.student.config import StudentTrainingConfig
 from kard_chain.student.pairs import StudentPair
-from kard_chain.student.settings import STUDENT_CONFIG, Method
+from kard_chain.student.settings import STUDENT_CONFIG
 from kard_chain.training.checkpoints import prepare_run, write_metrics
-from kard_chain.training.config import TrainingConfig
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
-
-
-class StudentTrainingConfig(TrainingConfig):
-    """Everything a student training run needs."""
-
-    model: str
-    """Model to start from (folder or hub name): seq2seq (T5) or decoder-only."""
-    method: Method = "kard"
-    """kard (question + passages -> rationale + answer), rd (no passages) or ft (question -> answer)."""
-    dataset: str | None = None
-    """Dataset name (strategyqa, medqa, obqa, jsonl); not needed when ``pairs`` is given."""
-    data_dir: Path | None = None
-    """Dataset folder or file."""
-    split: str = "train"
-    """Dataset split to train on."""
-    rationales: Path | None = None
-    """Teacher cache (``kard teach --out``)."""
-    reference: bool = False
-    """Also train on the dataset's reference rationales."""
-    index: Path | None = None
-    """BM25 index queried with each rationale (kard)."""
-    pairs: Path | None = None
-    """Ready training pairs (JSONL of StudentPair) instead of dataset + rationales + index."""
-    k: int = Field(default=3, ge=1)
-    """Passages per input (kard)."""
-    prompt: str = "default"
-    """Student prompt variant (``prompts/student/{prompt}.toml``)."""
-    prompts_dir: Path | None = None
-    """Folder of your own student prompt files."""
-    max_passage_tokens: int = Field(default=384, ge=1)
-    """Token budget the passages share in the input."""
-    max_source_tokens: int = Field(default=512, ge=8)
-    """Inputs are truncated to this many tokens (serving truncates the same way)."""
-    max_target_tokens: int = Field(default=128, ge=2)
-    """Targets are truncated to this many tokens."""
-    epochs: int = Field(default=3, ge=1)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """auto: bf16 on a GPU that has it, fp16 on other GPUs, none on CPU."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, more time)."""
-
-    @model_validator(mode="after")
-    def _has_data(self) -> StudentTrainingConfig:
-        if self.pairs is None:
-            if self.dataset is None or self.data_dir is None:
-                raise ValueError("give pairs, or dataset and data_dir")
-            if self.method != "ft" and self.rationales is None and not self.reference:
-                raise ValueError(f"method {self.method!r} needs rationales (a teacher cache) or reference=true")
-            if self.method == "kard" and self.index is None:
-                raise ValueError("method 'kard' needs an index to retrieve passages with the rationales")
-        return self
 
 
 def formatter_for(config: StudentTrainingConfig, tokenizer=None):

@@ -22,9 +22,9 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable
-from tqdm.auto import tqdm
 
 from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.progress import progress
 from kard_chain.records import Example, Rationale
 from kard_chain.teacher.cache import RationaleCache, TeacherRecord
 from kard_chain.teacher.rate_limit import RateLimiter
@@ -262,7 +262,7 @@ async def teach(
     summary = TeachSummary(examples=len(examples), price=price)
     todo = [ex for ex in examples if ex.id not in cache]
     summary.skipped = len(examples) - len(todo)
-    bar = tqdm(total=len(todo), desc="teacher", unit=" ex", disable=not show_progress)
+    bar = progress(total=len(todo), desc="teacher", unit=" ex", disable=not show_progress)
     start = time.perf_counter()
 
     async def work(ex: Example) -> None:

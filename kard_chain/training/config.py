@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class TrainingConfig(BaseModel):
     """What every training run needs: its folder, the optimiser's schedule, the budget, checkpoints."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), use_attribute_docstrings=True)
 
     output_dir: Path
     """Checkpoints, the final model (``final/``) and ``metrics.json``."""
@@ -26,9 +26,11 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(default=3e-4, gt=0, allow_inf_nan=False)
     """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
     weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    """AdamW's decoupled weight decay."""
     warmup_ratio: float = Field(default=0.0, ge=0, le=1)
     """Share of the steps spent warming the learning rate up."""
     epochs: int = Field(default=1, ge=1)
+    """Passes over the training data (unless ``max_steps`` is set)."""
     max_steps: int | None = Field(default=None, ge=1)
     """Stop after this many optimiser steps (overrides epochs)."""
     max_seconds: float | None = Field(default=None, gt=0)
@@ -38,15 +40,19 @@ class TrainingConfig(BaseModel):
     log_every: int = Field(default=10, ge=1)
     """Print the mean loss every this many steps."""
     seed: int = 0
+    """Seed of the initialisation, the data order and sampling."""
     overwrite_output_dir: bool = False
-    """Train into a non-empty folder that holds no checkpoint."""
+    """Start over in a folder that holds another run (or train into a non-empty folder kard did not make)."""
 
 
 def add_config_flags(parser, model: type[BaseModel]) -> None:
-    """One ``--field-name`` flag per config field, plus ``--config FILE`` (JSON)."""
+    """One ``--field-name`` flag per config field, plus ``--config FILE`` (JSON); each flag's help is the
+    field's docstring and its default (or "required"), written once on the config."""
     parser.add_argument("--config", type=Path, help="JSON file with the config; flags override it")
     for name, field in model.model_fields.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=(field.description or "").split(".")[0] or None)
+        text = " ".join((field.description or name.replace("_", " ")).split())
+        shown = "required" if field.is_required() else f"default: {field.default}"
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=f"{text} ({shown})".replace("%", "%%"))
 
 
 def config_from_args(model: type[BaseModel], args) -> BaseModel:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,10 @@ class _Progress:
     """The progress bar and the loss log, on the main process only."""
 
     def __init__(self, accelerator, total: int, start: int, desc: str, every: int, show: bool) -> None:
-        from tqdm.auto import tqdm
+        from kard_chain.progress import progress
 
         self.main, self.total, self.every, self.window = accelerator.is_main_process, total, every, []
-        self.bar = tqdm(total=total, initial=start, desc=desc, unit=" steps", disable=not (show and self.main))
+        self.bar = progress(total=total, initial=start, desc=desc, unit=" steps", disable=not (show and self.main))
 
     def step(self, step: int, loss: float) -> None:
         self.window.append(loss)
@@ -120,8 +121,10 @@ class _Progress:
         if step == 1 or step % self.every == 0:
             mean = sum(self.window) / len(self.window)
             self.window = []
-            if self.main:
-                self.bar.write(f"step {step}/{self.total} loss {mean:.4f}")
+            if self.main:  # on stdout, above a live bar if there is one
+                from tqdm.auto import tqdm
+
+                tqdm.write(f"step {step}/{self.total} loss {mean:.4f}", file=sys.stdout)
 
     def close(self) -> None:
         self.bar.close()

@@ -87,3 +87,14 @@ def test_from_documents_and_rank_bm25_backend(tmp_path):
     loaded = BM25Retriever.load(tmp_path / "idx", k=3)
     assert loaded.invoke("milk goats") == a
     assert repr(loaded) == "BM25Retriever(k=3)"
+
+
+def test_a_saved_retriever_reloads_with_its_k_and_backend_unless_told_otherwise(tmp_path):
+    retriever = BM25Retriever.from_texts(TEXTS, k=2, method="okapi", backend="rank_bm25")
+    retriever.save(tmp_path / "idx")
+    loaded = BM25Retriever.load(tmp_path / "idx")
+    assert (loaded.k, loaded.backend, loaded.index.params.method) == (2, "rank_bm25", "okapi")
+    assert len(loaded.invoke("milk goats cats")) == 2
+    assert BM25Retriever.load(tmp_path / "idx", k=1, backend="fast").k == 1
+    built = BM25Retriever.build([Passage(id="a", text="goat milk")], tmp_path / "built", k=3, show_progress=False)
+    assert BM25Retriever.load(tmp_path / "built").k == built.k == 3

@@ -51,3 +51,58 @@ def test_nonsense_numbers_are_refused_before_any_work(tmp_path, capsys, flag, va
         main(args)
     assert stop.value.code == 2 and flag in capsys.readouterr().err
     assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_every_flag_of_every_command_has_help_and_shows_its_default():
+    import argparse
+
+    from kard_chain.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) >= {"index", "teach", "train-reranker", "train-student", "evaluate", "ask", "demo"}
+    for name, sub in commands.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            assert action.help, f"kard {name} {action.option_strings or action.dest} has no help"
+        for action in sub._actions:
+            if action.option_strings and action.default not in (None, False, argparse.SUPPRESS):
+                assert f"default: {action.default}" in " ".join(text.split()), f"kard {name} {action.option_strings} hides its default"
+    student_help = " ".join(commands["train-student"].format_help().split())
+    assert "--learning-rate LEARNING_RATE Peak learning rate of AdamW" in student_help and "(default: 0.0003)" in student_help
+    assert "--model MODEL Model to start from" in student_help and "(required)" in student_help
+
+
+def test_progress_on_a_pipe_is_plain_lines_and_quiet_is_silent(fixtures, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    corpus = fixtures / "strategyqa" / "strategyqa_train_paragraphs.json"
+
+    def run(*extra):
+        cmd = [sys.executable, "-m", "kard_chain.cli", "index", "--corpus", str(corpus), "--out", str(tmp_path / f"idx{len(extra)}"), *extra]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout + done.stderr
+
+    piped = run()
+    assert "\r" not in piped and "indexing: " in piped and "passages" in piped
+    quiet = run("--quiet")
+    assert "indexing" not in quiet and "indexed" in quiet  # results still print
+
+
+def test_plain_progress_prints_every_tenth_once():
+    import io
+
+    from kard_chain.progress import PlainProgress
+
+    out = io.StringIO()
+    bar = PlainProgress(total=200, desc="work", unit=" x", file=out, interval=1e9)
+    for _ in range(200):
+        bar.update(1)
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 and lines[0].startswith("work: 20/200 x (10%)") and lines[-1].startswith("work: 200/200 x (100%)")

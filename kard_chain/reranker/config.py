@@ -1,0 +1,60 @@
+"""The reranker trainer's config: one pydantic model, from flags or a JSON file (light to import: the CLI
+reads its fields for ``--help``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from kard_chain.training.config import TrainingConfig
+
+
+class RerankerTrainingConfig(TrainingConfig):
+    """Everything a reranker training run needs."""
+
+    encoder: str
+    """Hugging Face encoder (folder or hub name) to start from."""
+    candidates: Path
+    """Candidate store (``build_candidates``)."""
+    index: Path
+    """BM25 index folder holding the passages (and scoring BM25(question) for evaluation)."""
+    scoring: Literal["late_interaction", "cross_encoder"] = "late_interaction"
+    """late_interaction (MaxSim over token vectors; passages can be pre-encoded) or cross_encoder."""
+    dim: int = Field(default=128, ge=1)
+    """Size of the token vectors (late interaction)."""
+    loss: Literal["kl", "ce"] = "kl"
+    """kl: to softmax(BM25(rationale, d) / tau) over the candidates; ce: on the rationale's best passage."""
+    target_temperature: float = Field(default=1.0, gt=0)
+    """Temperature of softmax(BM25(rationale, d) / tau) (the KL target)."""
+    score_temperature: float = Field(default=1.0, gt=0)
+    """Temperature of the reranker's softmax."""
+    candidates_per_set: int = Field(default=16, ge=2)
+    """Candidates sampled per set each step (the rationale's best passage always among them)."""
+    rationale_share: float = Field(default=0.5, ge=0, le=1)
+    """Share of the sampled candidates drawn from the rationale-retrieved passages."""
+    learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)
+    """Peak learning rate of the encoder."""
+    head_learning_rate: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    """The new projection or head learns faster than the pretrained encoder."""
+    weight_decay: float = Field(default=0.01, ge=0, allow_inf_nan=False)
+    """AdamW's decoupled weight decay."""
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    """Share of the steps spent warming the learning rate up."""
+    save_every: int = Field(default=200, ge=1)
+    """A checkpoint every this many optimiser steps (the run resumes from the last one)."""
+    eval_fraction: float = Field(default=0.1, ge=0, lt=1)
+    """Share of examples held out for evaluation (by a hash of the example id)."""
+    lora_r: int | None = Field(default=None, ge=1)
+    """Train LoRA adapters of this rank (peft) instead of the whole encoder; merged into it at the end."""
+    lora_alpha: int = 16
+    """LoRA scaling."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA adapters."""
+    lora_target_modules: list[str] | None = None
+    """Modules that get adapters (default: peft's choice for the architecture)."""
+    max_question_tokens: int = Field(default=64, ge=1)
+    """Questions are truncated to this many tokens."""
+    max_passage_tokens: int = Field(default=256, ge=1)
+    """Passages are truncated to this many tokens."""
