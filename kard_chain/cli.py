@@ -42,16 +42,22 @@ def cmd_index(args: argparse.Namespace) -> int:
     passages = load_passages(args.corpus, args.format, words=args.words, overlap=args.overlap)
     start = time.perf_counter()
     if args.backend == "chroma":
-        from kard_chain.retrievers.folders import build_chroma_folder
+        from kard_chain.retrievers.folders import build_chroma_folder, default_embedding
 
-        store, added = build_chroma_folder(passages, args.out, dim=args.dim, overwrite=args.overwrite)
-        print(f"added {added} passages to the Chroma store at {args.out} ({store.collection.count()} in all)")
+        embedding = args.embedding or default_embedding()
+        store, added = build_chroma_folder(passages, args.out, embedding=embedding, dim=args.dim, overwrite=args.overwrite)
+        print(f"added {added} passages to the Chroma store at {args.out} ({store.collection.count()} in all; "
+              f"embedding: {embedding})")
     else:
-        from kard_chain.bm25.index import BM25Params, build_index
+        from kard_chain.bm25.index import BM25Params, append_to_index, build_index
 
-        params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)
-        index = build_index(passages, args.out, params=params, overwrite=args.overwrite)
-        print(f"indexed {index.n_docs} passages ({len(index.vocab)} terms) into {args.out}")
+        if args.append:
+            index = append_to_index(args.out, passages)
+            print(f"{args.out} now holds {index.n_docs} passages ({len(index.vocab)} terms)")
+        else:
+            params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)
+            index = build_index(passages, args.out, params=params, overwrite=args.overwrite)
+            print(f"indexed {index.n_docs} passages ({len(index.vocab)} terms) into {args.out}")
     print(f"took {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -272,8 +278,12 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--no-title", action="store_true", help="index passage text only")
     p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
     p.add_argument("--overlap", type=NON_NEGATIVE_INT, default=20, help="text corpora: words shared by neighbouring passages")
+    p.add_argument("--embedding", help="chroma: minilm (the packaged all-MiniLM-L6-v2), hashing (lexical, no model) or an "
+                   "encoder folder or hub name (default: minilm where installed, else hashing)")
     p.add_argument("--dim", type=POSITIVE_INT, default=256, help="chroma: size of the hashing embedding")
     p.add_argument("--overwrite", action="store_true", help="replace an index (or Chroma store) that kard made there")
+    p.add_argument("--append", action="store_true", help="bm25: add the corpus's passages to the index at --out (it keeps its "
+                   "settings; scores equal a rebuild of all passages)")
     p.set_defaults(fn=cmd_index)
 
     p = sub.add_parser("search", help="print the ranked passages for one or more questions")

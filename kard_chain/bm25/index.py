@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -42,11 +43,17 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kard_chain.bm25 import kernels as bm25_kernels
-from kard_chain.bm25.passage_store import DiskPassageStore, MemoryPassageStore, PassageStore, PassageWriter
+from kard_chain.bm25.passage_store import (
+    PASSAGES_FILE,
+    DiskPassageStore,
+    MemoryPassageStore,
+    PassageStore,
+    PassageWriter,
+)
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
-from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.manifest import MANIFEST, Manifest, prepare_output
 from kard_chain.progress import progress
 from kard_chain.records import Passage
 
@@ -338,18 +345,29 @@ def _build_arrays(
     show_progress: bool,
     chunk_docs: int = 20_000,
 ) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
-    """Tokenise and count in chunks of passages, then compute idf and weights.
+    """Tokenise and count in chunks of passages, then compute idf and weights."""
+    terms, ids, per_chunk, lengths = _count(passages, tokenizer, params, keep, show_progress, chunk_docs)
+    if not ids:
+        raise KardDataError("the corpus holds no passages")
+    indptr, docs, tf = _postings(per_chunk, len(terms))
+    return terms, _scored(indptr, docs, tf, np.concatenate(lengths), params), ids
 
-    Stop words get the first term ids so that a chunk drops them with one comparison;
-    their ids are removed from the vocabulary at the end.
+
+def _count(passages: Iterable[Passage], tokenizer: BM25Tokenizer, params: BM25Params, keep: Callable[[Passage], None],
+           show_progress: bool, chunk_docs: int = 20_000, terms: Sequence[str] = (), taken: Iterable[str] = ()):
+    """Term counts of ``passages`` in chunks: ``(terms, ids, per-chunk counts, per-chunk lengths)``.
+
+    ``terms`` are an existing vocabulary (new terms get the next ids), ``taken`` existing passage
+    ids. Stop words get the first ids so that a chunk drops them with one comparison; their ids
+    are removed from the vocabulary at the end.
     """
     stop = sorted(tokenizer.stopword_set)
     vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    for word in stop:
+    for word in [*stop, *terms]:
         vocab[word]
     n_stop = len(stop)
     ids: list[str] = []
-    first_seen: dict[str, int] = {}
+    first_seen: dict[str, int] = {i: -1 for i in taken}
     chunk_tokens, chunk_lens = array("q"), array("q")
     per_chunk: list[sp.csr_matrix] = []
     lengths: list[np.ndarray] = []
@@ -367,7 +385,8 @@ def _build_arrays(
 
     for passage in progress(passages, desc="indexing", unit=" passages", disable=not show_progress):
         if passage.id in first_seen:
-            raise KardDataError(f"duplicate passage id {passage.id!r} (passages #{first_seen[passage.id]} and #{len(ids)})")
+            where = "already in the index" if first_seen[passage.id] < 0 else f"passages #{first_seen[passage.id]} and #{len(ids)}"
+            raise KardDataError(f"duplicate passage id {passage.id!r} ({where})")
         first_seen[passage.id] = len(ids)
         ids.append(passage.id)
         keep(passage)
@@ -378,19 +397,47 @@ def _build_arrays(
         if len(chunk_lens) >= chunk_docs:
             flush()
     flush()
-    del first_seen
-    if not ids:
-        raise KardDataError("the corpus holds no passages")
-    n_terms = len(vocab) - n_stop
-    doc_lengths = np.concatenate(lengths)
+    return sorted(vocab, key=vocab.__getitem__)[n_stop:], ids, per_chunk, lengths
+
+
+def _scored(indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, doc_lengths: np.ndarray, params: BM25Params) -> dict[str, np.ndarray]:
+    """The index arrays: postings with their idf and BM25 weights over the whole corpus."""
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
-    indptr, docs, tf = _postings(per_chunk, n_terms)
-    idf = _idf(np.diff(indptr), len(ids), params)
+    idf = _idf(np.diff(indptr), len(doc_lengths), params)
     weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
-    terms = sorted(vocab, key=vocab.__getitem__)[n_stop:]
-    arrays = {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
-    return terms, arrays, ids
+    return {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
+
+
+def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progress: bool = True) -> BM25Index:
+    """Add ``passages`` to the index folder at ``path``; scores then equal a full rebuild's (idf and average
+    length updated).
+
+    Only the new passages are tokenised: their counts are merged with the stored term frequencies
+    and the weights recomputed (they depend on every passage). The old passages' text is copied,
+    not parsed, and the folder is replaced atomically.
+    """
+    path = Path(path)
+    old = BM25Index.load(path, mmap=True)
+    if not isinstance(old.passages, DiskPassageStore):
+        raise KardDataError("not an index folder", path=path)
+    with atomic_directory(path, overwrite=True) as tmp:
+        for name in (PASSAGES_FILE, MANIFEST):
+            if (path / name).is_file():
+                shutil.copyfile(path / name, tmp / name)
+        writer = PassageWriter(tmp, append_after=np.asarray(old.passages.offsets))
+        terms, ids, per_chunk, lengths = _count(passages, old.tokenizer, old.params, writer.append, show_progress,
+                                                terms=old.vocab, taken=old.passage_ids)
+        writer.close()
+        stored = sp.csc_matrix((np.asarray(old.tf), np.asarray(old.docs), np.asarray(old.indptr)), shape=(old.n_docs, len(old.vocab)))
+        stored.resize((old.n_docs, len(terms)))
+        indptr, docs, tf = _postings([stored.tocsr(), *per_chunk], len(terms))
+        lengths = [np.asarray(old.doc_lengths), *lengths]
+        arrays = _scored(indptr, docs, tf, np.concatenate(lengths), old.params)
+        _write_index_files(tmp, old.params, old.tokenizer, terms, arrays, [*old.passage_ids, *ids])
+        if (path / "retriever.json").is_file():
+            shutil.copyfile(path / "retriever.json", tmp / "retriever.json")
+    return BM25Index.load(path)
 
 
 def _postings(per_chunk: list[sp.csr_matrix], n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -429,4 +476,4 @@ def _weights(idf, indptr, docs, tf, doc_lengths, params: BM25Params, chunk: int 
     return out
 
 
-__all__ = ["Backend", "BM25Index", "BM25Params", "build_index"]
+__all__ = ["Backend", "BM25Index", "BM25Params", "append_to_index", "build_index"]

@@ -29,10 +29,11 @@ class PassageStore(Protocol):
 class PassageWriter:
     """Appends passages to ``passages.jsonl`` in a folder, recording each line's byte offset."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, append_after: np.ndarray | None = None) -> None:
+        """A new ``passages.jsonl``, or (``append_after``: the offsets of the passages already in it) more lines at its end."""
         self.folder = Path(folder)
-        self._file: IO[bytes] = (self.folder / PASSAGES_FILE).open("wb")
-        self._offsets: list[int] = [0]
+        self._file: IO[bytes] = (self.folder / PASSAGES_FILE).open("ab" if append_after is not None else "wb")
+        self._offsets: list[int] = [int(o) for o in append_after] if append_after is not None else [0]
 
     def append(self, passage: Passage) -> None:
         """Write one passage."""

@@ -77,8 +77,35 @@ def summary_screen(r: dict, out: Path, chart: str) -> str:
     return "\n".join(lines)
 
 
+COLOURS = ["#999999", "#6a8caf", "#2b6cb0", "#1a4480", "#0b2545"]
+
+
+def _errors(rows: list[dict]) -> list[list[float]]:
+    """Matplotlib's asymmetric error bars from accuracy rows with 95% intervals."""
+    return [[r["accuracy"] - r["ci95"][0] for r in rows], [r["ci95"][1] - r["accuracy"] for r in rows]]
+
+
+def _grouped_bars(ax, groups: list[str], rows_by_method: dict[str, dict[str, dict]], title: str, ylabel: str) -> None:
+    """One group of bars per question type (or edit type), one bar per method, with 95% intervals."""
+    import numpy as np
+
+    width = 0.8 / max(len(rows_by_method), 1)
+    x = np.arange(len(groups))
+    for i, (method, rows) in enumerate(rows_by_method.items()):
+        present = [rows.get(g) for g in groups]
+        heights = [r["accuracy"] if r else 0.0 for r in present]
+        errors = _errors([r or {"accuracy": 0.0, "ci95": [0.0, 0.0]} for r in present])
+        ax.bar(x + (i - (len(rows_by_method) - 1) / 2) * width, heights, width, yerr=errors, capsize=2,
+               label=method, color=COLOURS[i % len(COLOURS)])
+    ax.set_xticks(x, groups, rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+
+
 def write_chart(r: dict, path: Path) -> str:
-    """A bar chart of accuracy with intervals; needs matplotlib (the ``demo`` extra)."""
+    """Two panels: accuracy per question type and method, and edits followed per edit type and method
+    (95% intervals); needs matplotlib (the ``demo`` extra)."""
     try:
         import matplotlib
 
@@ -86,18 +113,18 @@ def write_chart(r: dict, path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "no chart (pip install matplotlib, or the kard-chain[demo] extra)"
-    names = list(r["methods"])
-    acc = [r["methods"][m]["accuracy"] for m in names]
-    low = [a - r["methods"][m]["ci95"][0] for a, m in zip(acc, names)]
-    high = [r["methods"][m]["ci95"][1] - a for a, m in zip(acc, names)]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    ax.bar(names, acc, yerr=[low, high], capsize=6, color=["#999999", "#6a8caf", "#2b6cb0", "#1a4480"])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy (95% CI)")
-    ax.set_title(f"kard demo ({r['size']}): unseen test entities")
+    types = list(next(iter(r["methods"].values()))["by_type"])
+    edits = r["editing"]["follow_edit"]
+    edit_types = list(next(iter(edits.values()))["by_type"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [len(types) + 1, len(edit_types) + 1]})
+    _grouped_bars(left, ["all", *types], {m: {"all": row, **row["by_type"]} for m, row in r["methods"].items()},
+                  f"accuracy on unseen test entities ({r['size']} world, seed {r['seed']})", "accuracy (95% CI)")
+    _grouped_bars(right, ["all", *edit_types], {m: {"all": row, **row["by_type"]} for m, row in edits.items()},
+                  f"follows edited knowledge ({r['editing']['questions']} questions)", "share following the edit (95% CI)")
+    left.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
     return str(path)

@@ -127,14 +127,19 @@ def bm25_index(run: DemoRun) -> Path:
 
 
 def chroma_store(run: DemoRun) -> Any:
-    """The Chroma store of the world's passages (``None`` without the chroma extra)."""
-    try:
-        from kard_chain.embeddings import HashingEmbeddings
-        from kard_chain.retrievers.chroma import ChromaRetriever
-    except ImportError:
+    """The Chroma store of the world's passages, with the packaged MiniLM where installed, else the hashing
+    embedding (``None`` without the chroma extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("chromadb") is None:
         return None
-    store = ChromaRetriever.open(run.out / "chroma", embeddings=HashingEmbeddings(size=256), k=run.k)
-    store.add_passages(run.world.passages, show_progress=run.show_progress)
+    from kard_chain.retrievers.folders import build_chroma_folder, default_embedding
+
+    run.made["embedding"] = default_embedding()
+    store, _ = build_chroma_folder(run.world.passages, run.out / "chroma", embedding=run.made["embedding"],
+                                   show_progress=run.show_progress)
+    run.log(f"   Chroma embedding: {run.made['embedding']}")
+    store.k = run.k
     return store
 
 
@@ -293,7 +298,7 @@ def retrieval_recall(run: DemoRun) -> dict:
              for label, method in (("BM25 (question)", "KARD (BM25)"), ("KARD reranker", "KARD (reranker)"))}
     if run.made.get("index (Chroma)") is not None:
         docs = run.made["index (Chroma)"].batch([e.question for e in test])
-        found["Chroma (hashing embedding)"] = {e.id: [d.metadata["id"] for d in ds] for e, ds in zip(test, docs)}
+        found[f"Chroma ({run.made['embedding']} embedding)"] = {e.id: [d.metadata["id"] for d in ds] for e, ds in zip(test, docs)}
     table = {}
     for label, ids in found.items():
         hop2 = [ids[e.id] for e in two_hop]

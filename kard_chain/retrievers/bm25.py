@@ -13,7 +13,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list, run_in_executor
 from pydantic import ConfigDict, Field
 
-from kard_chain.bm25.index import Backend, BM25Index, BM25Params, build_index
+from kard_chain.bm25.index import Backend, BM25Index, BM25Params, append_to_index, build_index
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.io import atomic_write_text
 from kard_chain.records import Passage
@@ -73,13 +73,7 @@ class BM25Retriever(PerCallKRetriever):
         texts = list(texts)
         metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
         ids = list(ids) if ids is not None else [str(i) for i in range(len(texts))]
-        if not len(texts) == len(metadatas) == len(ids):
-            raise ValueError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids")
-        passages = (
-            Passage(id=i, title=str(m.get("title", "")), text=t, metadata={k: v for k, v in m.items() if k != "title"})
-            for t, m, i in zip(texts, metadatas, ids)
-        )
-        return cls.from_passages(passages, **kwargs)
+        return cls.from_passages(_passages(texts, metadatas, ids), **kwargs)
 
     @classmethod
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> BM25Retriever:
@@ -90,12 +84,46 @@ class BM25Retriever(PerCallKRetriever):
         return cls.from_texts([d.page_content for d in documents], metadatas, ids, **kwargs)
 
     @classmethod
-    def build(cls, passages: Iterable[Passage], path: str | Path, *, k: int = 4, backend: Backend = "fast", **kwargs: Any) -> BM25Retriever:
-        """Stream passages into an index folder on disk (see :func:`build_index`) and open it; ``k`` and the
-        backend are saved with it."""
-        retriever = cls(index=build_index(passages, path, **kwargs), k=k, backend=backend)
+    def build(cls, passages: Iterable[Passage], path: str | Path, *, k: int = 4, backend: Backend = "fast",
+              tokenizer: BM25Tokenizer | None = None, overwrite: bool = False, show_progress: bool = True,
+              **params: Any) -> BM25Retriever:
+        """Stream passages into an index folder on disk (see :func:`build_index`) and open it; ``params`` are
+        :class:`BM25Params` fields; ``k`` and the backend are saved with it."""
+        index = build_index(passages, path, tokenizer=tokenizer, params=BM25Params(**params), overwrite=overwrite,
+                            show_progress=show_progress)
+        retriever = cls(index=index, k=k, backend=backend)
         atomic_write_text(Path(path) / RETRIEVER_FILE, json.dumps({"k": k, "backend": backend}))
         return retriever
+
+    # ---- growing ----------------------------------------------------------------------
+
+    def add_passages(self, passages: Iterable[Passage], *, show_progress: bool = False) -> list[str]:
+        """Add passages (new ids only); scores then equal those of an index built from all passages at once.
+        An index on disk grows in place (see :func:`~kard_chain.bm25.index.append_to_index`)."""
+        passages = list(passages)
+        if self.index.path is not None:
+            self.index = append_to_index(self.index.path, passages, show_progress=show_progress)
+        else:
+            kept = [self.index.passages.get(row) for row in range(self.index.n_docs)]
+            self.index = BM25Index.from_passages([*kept, *passages], tokenizer=self.index.tokenizer, params=self.index.params)
+        return [p.id for p in passages]
+
+    def add_texts(self, texts: Iterable[str], metadatas: Iterable[dict[str, Any]] | None = None,
+                  ids: Iterable[str] | None = None) -> list[str]:
+        """Add raw texts (ids default to the next positions; a ``title`` in the metadata is indexed too)."""
+        texts = list(texts)
+        start = self.index.n_docs
+        ids = list(ids) if ids is not None else [str(start + i) for i in range(len(texts))]
+        metadatas = list(metadatas) if metadatas is not None else [{} for _ in texts]
+        return self.add_passages(_passages(texts, metadatas, ids))
+
+    def add_documents(self, documents: Iterable[Document]) -> list[str]:
+        """Add LangChain documents; the id is ``doc.id``, else ``metadata["id"]``, else the next position."""
+        documents = list(documents)
+        start = self.index.n_docs
+        ids = [str(d.id or d.metadata.get("id", start + i)) for i, d in enumerate(documents)]
+        metadatas = [{k: v for k, v in d.metadata.items() if k != "id"} for d in documents]
+        return self.add_texts([d.page_content for d in documents], metadatas, ids)
 
     # ---- persistence ----------------------------------------------------------------
 
@@ -171,3 +199,11 @@ class BM25Retriever(PerCallKRetriever):
     ) -> list[list[Document]]:  # type: ignore[override]
         """Async :meth:`batch`, run in the default executor."""
         return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+
+def _passages(texts: list[str], metadatas: list[dict[str, Any]], ids: list[str]) -> list[Passage]:
+    """Passages from texts, metadata (a ``title`` becomes the passage's title) and ids of the same length."""
+    if not len(texts) == len(metadatas) == len(ids):
+        raise ValueError(f"got {len(texts)} texts, {len(metadatas)} metadatas and {len(ids)} ids")
+    return [Passage(id=i, title=str(m.get("title", "")), text=t, metadata={k: v for k, v in m.items() if k != "title"})
+            for t, m, i in zip(texts, metadatas, ids)]

@@ -98,3 +98,44 @@ def test_a_saved_retriever_reloads_with_its_k_and_backend_unless_told_otherwise(
     assert BM25Retriever.load(tmp_path / "idx", k=1, backend="fast").k == 1
     built = BM25Retriever.build([Passage(id="a", text="goat milk")], tmp_path / "built", k=3, show_progress=False)
     assert BM25Retriever.load(tmp_path / "built").k == built.k == 3
+
+
+@pytest.mark.parametrize("method", ["lucene", "okapi"])
+def test_a_grown_index_scores_as_a_rebuilt_one(tmp_path, method):
+    import random
+
+    rng = random.Random(method)
+    words = [f"w{i}" for i in range(60)]
+    passages = [Passage(id=f"p{i}", title=rng.choice(words), text=" ".join(rng.choices(words, k=rng.randint(3, 30))))
+                for i in range(120)]
+    passages.append(Passage(id="late", text="zebra quagga okapi"))  # terms the first half never saw
+    queries = [" ".join(rng.choices(words, k=4)) for _ in range(30)] + ["zebra okapi w1"]
+    rebuilt = BM25Retriever.build(passages, tmp_path / "full", k=10, method=method, show_progress=False)
+    grown = BM25Retriever.build(passages[:50], tmp_path / "grown", k=10, method=method, show_progress=False)
+    grown.add_passages(passages[50:])
+    again = BM25Retriever.load(tmp_path / "grown")  # grown on disk, not only in memory
+    for retriever in (grown, again):
+        assert retriever.index.n_docs == 121 and retriever.index.passages.get(120).id == "late"
+        for q in queries:
+            a, b = retriever.invoke(q), rebuilt.invoke(q)
+            assert [d.metadata["score"] for d in a] == pytest.approx([d.metadata["score"] for d in b], abs=1e-5)
+            assert {d.metadata["id"] for d in a} == {d.metadata["id"] for d in b} or len(a) == 10  # ties may swap at the cut
+        assert retriever.score("zebra w3", ["p1", "late"]) == pytest.approx(rebuilt.score("zebra w3", ["p1", "late"]), abs=1e-5)
+    memory = BM25Retriever.from_passages(passages[:50], k=10, method=method)
+    memory.add_documents([Document(page_content=p.text, id=p.id, metadata={"title": p.title}) for p in passages[50:]])
+    assert [d.metadata["score"] for d in memory.invoke(queries[0])] == pytest.approx(
+        [d.metadata["score"] for d in rebuilt.invoke(queries[0])], abs=1e-5)
+    with pytest.raises(Exception, match="already in the index"):
+        grown.add_passages([Passage(id="p3", text="again")])
+
+
+def test_kard_index_append_grows_an_index(tmp_path, capsys):
+    from kard_chain.cli import main
+
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(Passage(id="g", text="goats give milk").model_dump_json() + "\n")
+    second.write_text(Passage(id="c", text="cats purr softly").model_dump_json() + "\n")
+    assert main(["index", "--corpus", str(first), "--out", str(tmp_path / "idx")]) == 0
+    assert main(["index", "--corpus", str(second), "--out", str(tmp_path / "idx"), "--append"]) == 0
+    assert "now holds 2 passages" in capsys.readouterr().out
+    assert [d.metadata["id"] for d in BM25Retriever.load(tmp_path / "idx").invoke("cats purr")] == ["c"]
