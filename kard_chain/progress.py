@@ -67,8 +67,9 @@ class PlainProgress:
         elapsed = time.monotonic() - self.started
         done = f"{self.n}/{self.total}{self.unit} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n}{self.unit}"
         rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        speed = f"{1 / rate:.1f} s/{self.unit.strip()}" if 0 < rate < 1 else f"{rate:.1f}{self.unit}/s"
         extra = "".join(f", {k}={v}" for k, v in self.postfix.items())
-        return f"{self.desc}: {done}, {elapsed:.0f} s, {rate:.1f}{self.unit}/s{extra}"
+        return f"{self.desc}: {done}, {elapsed:.0f} s, {speed}{extra}"
 
     def update(self, n: int = 1) -> None:
         self.n += n

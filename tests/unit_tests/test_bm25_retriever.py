@@ -7,7 +7,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from kard_chain import BM25Index, BM25Retriever, Passage
+from kard_chain import BM25Index, BM25Params, BM25Retriever, Passage
 
 TEXTS = [
     "Goats produce about two percent of the world's milk supply.",
@@ -139,3 +139,41 @@ def test_kard_index_append_grows_an_index(tmp_path, capsys):
     assert main(["index", "--corpus", str(second), "--out", str(tmp_path / "idx"), "--append"]) == 0
     assert "now holds 2 passages" in capsys.readouterr().out
     assert [d.metadata["id"] for d in BM25Retriever.load(tmp_path / "idx").invoke("cats purr")] == ["c"]
+
+
+class TestHybridRetrieverStandard(RetrieversIntegrationTests):
+    @property
+    def retriever_constructor(self) -> type[BaseRetriever]:
+        from kard_chain.retrievers.hybrid import HybridRetriever
+
+        return HybridRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict[str, Any]:
+        passages = [Passage(id=f"p{i}", text=t) for i, t in enumerate(TEXTS)]
+        bm25 = BM25Retriever(index=BM25Index.from_passages(passages), k=4)
+        okapi = BM25Retriever(index=BM25Index.from_passages(passages, params=BM25Params(method="okapi", k1=0.9)), k=4)
+        return {"retrievers": [bm25, okapi], "k": 4, "candidates": 6}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "milk of goats, penguins and copper"
+
+
+def test_hybrid_fuses_ranks_as_reciprocal_rank_fusion_says():
+    from kard_chain.retrievers.hybrid import HybridRetriever
+
+    class Fixed(BaseRetriever):
+        ids: list[str]
+
+        def _get_relevant_documents(self, query, *, run_manager, k=None):
+            return [Document(page_content=f"text {i}", metadata={"id": i}) for i in self.ids[:k]]
+
+    hybrid = HybridRetriever(retrievers=[Fixed(ids=["a", "b", "c"]), Fixed(ids=["c", "d", "a"])], weights=[1.0, 2.0], rrf_k=10, k=4)
+    docs = hybrid.invoke("q")
+    expected = {"a": 1 / 11 + 2 / 13, "b": 1 / 12, "c": 1 / 13 + 2 / 11, "d": 2 / 12}
+    assert [d.metadata["id"] for d in docs] == sorted(expected, key=lambda i: -expected[i])
+    assert [d.metadata["score"] for d in docs] == pytest.approx(sorted(expected.values(), reverse=True))
+    assert docs[0].metadata["ranks"] == {0: 3, 1: 1}
+    with pytest.raises(ValueError, match="2 weights for 1"):
+        HybridRetriever(retrievers=[Fixed(ids=[])], weights=[1.0, 2.0])
