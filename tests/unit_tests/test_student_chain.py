@@ -163,3 +163,21 @@ def test_kard_pairs_need_a_retriever_and_rationales(world):
         student_pairs("rd", [Example(id="x", question="q?", answer="yes")], fmt)
     ft = student_pairs("ft", train, fmt)
     assert len(ft) == len(train) and ft[0].target == f"{train[0].options[train[0].answer]} ({train[0].answer})"
+
+
+def test_a_batch_of_questions_is_one_generate_call(world):
+    _, test, retriever = world
+
+    class Counting(ScriptedLLM):
+        calls: list[int] = []
+
+        def _generate(self, prompts, stop=None, run_manager=None, n: int = 1, **kwargs: Any) -> LLMResult:
+            self.calls.append(len(prompts))
+            return super()._generate(prompts, stop, run_manager, n=n, **kwargs)
+
+    llm = Counting(texts=["x. So the answer is red (A)."])
+    outs = build_kard_chain(retriever, llm, k=2, n=3).batch(test)
+    assert llm.calls == [len(test)] and all(len(o["rationales"]) == 3 for o in outs)
+    rd = Counting(texts=["So the answer is yes."], calls=[])
+    build_rd_chain(rd, n=2).batch(["a?", "b?", "c?"])
+    assert rd.calls == [3]

@@ -1,0 +1,101 @@
+"""The reranker's maths, the losses and the metrics against independent references (explicit loops,
+torch.nn.functional, hand-computed cases), so that a dropped mask, a reversed KL or an ignored
+temperature fails a test."""
+
+import math
+
+import pytest
+
+from kard_chain.answers import majority_vote
+from kard_chain.demo.run import recall_at_k
+from kard_chain.evaluation import wilson_interval
+from kard_chain.reranker.trainer import hits
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from torch.nn import functional as F  # noqa: E402
+
+from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss  # noqa: E402
+from tests.unit_tests.tiny_models import tiny_reranker  # noqa: E402
+
+WORDS = "where does the zorb live marsh tundra reef it is red blue a of and in lives very long passage text".split()
+
+
+def maxsim_by_loops(q, p):
+    """Sum over question tokens of the best dot product with any passage token (lists of vectors)."""
+    return sum(max(sum(a * b for a, b in zip(qt, pt)) for pt in p) for qt in q)
+
+
+def test_maxsim_scores_equal_explicit_loops_over_real_tokens_with_padding_in_play():
+    torch.manual_seed(0)
+    model = tiny_reranker("late_interaction", WORDS).eval()
+    questions = ["where does the zorb live", "zorb"]  # different lengths: question padding in play
+    candidates = [["the zorb lives in the marsh", "reef", "a very long passage text of the tundra and the reef and it is red"],
+                  ["blue", "the zorb is red"]]
+    scores = model.score(questions, candidates)
+    with torch.no_grad():
+        for question, cands, row in zip(questions, candidates, scores):
+            q, q_mask = model.embed_questions([question])
+            q_tokens = q[0][q_mask[0]].tolist()
+            assert all(abs(sum(x * x for x in v) - 1) < 1e-5 for v in q_tokens)  # unit-norm token vectors
+            for passage, score in zip(cands, row):
+                p, p_mask = model.embed_passages([passage])  # alone: no passage padding at all
+                p_tokens = p[0][p_mask[0]].tolist()
+                assert all(abs(sum(x * x for x in v) - 1) < 1e-5 for v in p_tokens)
+                assert score == pytest.approx(maxsim_by_loops(q_tokens, p_tokens), abs=1e-4)
+
+
+def kl_reference(scores, targets, mask, t_target, t_score):
+    """KL(softmax(targets / t_target) || softmax(scores / t_score)) per set over the real candidates, mean over sets."""
+    total = 0.0
+    for s, t, m in zip(scores, targets, mask):
+        s, t = s[m], t[m]
+        total += F.kl_div(F.log_softmax(s / t_score, -1), F.log_softmax(t / t_target, -1), log_target=True, reduction="sum")
+    return total / len(scores)
+
+
+@pytest.mark.parametrize("t_target, t_score", [(1.0, 1.0), (0.5, 1.0), (2.0, 0.3), (1.0, 4.0)])
+def test_kl_loss_equals_torch_kl_div_in_the_paper_direction(t_target, t_score):
+    torch.manual_seed(1)
+    scores, targets = torch.randn(3, 5) * 3, torch.rand(3, 5) * 10
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False], [True, False, True, True, False]])
+    got = BM25DistillationKLLoss(t_target, t_score)(scores, targets, mask)
+    assert got.item() == pytest.approx(kl_reference(scores, targets, mask, t_target, t_score).item(), rel=1e-5)
+    reversed_direction = sum(F.kl_div(F.log_softmax(t[m] / t_target, -1), F.log_softmax(s[m] / t_score, -1), log_target=True,
+                                      reduction="sum") for s, t, m in zip(scores, targets, mask)) / 3
+    assert got.item() != pytest.approx(reversed_direction.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("t_score", [1.0, 0.25, 3.0])
+def test_ce_loss_equals_torch_cross_entropy_on_the_best_real_candidate(t_score):
+    scores = torch.tensor([[1.0, 2.0, 0.5, 9.0], [0.3, -1.0, 2.0, 0.0]])
+    targets = torch.tensor([[4.0, 1.0, 2.0, 99.0], [1.0, 3.0, 2.0, 0.0]])  # 99 sits on a padded place
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+    expected = (F.cross_entropy(scores[0, :3][None] / t_score, torch.tensor([0]))
+                + F.cross_entropy(scores[1][None] / t_score, torch.tensor([1]))) / 2
+    assert TopCandidateCrossEntropyLoss(t_score)(scores, targets, mask).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_wilson_interval_against_hand_computed_values():
+    low, high = wilson_interval(8, 10)  # p=0.8, n=10, z=1.96
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    centre = (0.5 + 1.96**2 / 200) / (1 + 1.96**2 / 100)
+    half = 1.96 * math.sqrt(0.25 / 100 + 1.96**2 / 40000) / (1 + 1.96**2 / 100)
+    assert wilson_interval(50, 100) == pytest.approx((centre - half, centre + half), abs=1e-9)
+
+
+def test_recall_and_hits_against_hand_computed_cases():
+    found = [["a", "b", "c", "d"], ["x", "y", "z", "w"]]
+    wanted = [["b", "d"], ["w", "q"]]
+    assert recall_at_k(found, wanted, 1) == 0.0
+    assert recall_at_k(found, wanted, 2) == pytest.approx((1 / 2 + 0) / 2)
+    assert recall_at_k(found, wanted, 4) == pytest.approx((2 / 2 + 1 / 2) / 2)
+    assert hits([[2, 0, 1], [0, 1, 2], [1, 2, 0]], [0, 0, 0], ks=(1, 2, 3)) == {"hits@1": 1 / 3, "hits@2": 2 / 3, "hits@3": 1.0}
+
+
+def test_vote_counts_and_tie_breaks_by_hand():
+    assert majority_vote(["no", "yes", "no"], [-9.0, -0.1, -9.0]) == ("no", {"no": 2, "yes": 1})  # counts before mass
+    assert majority_vote(["A", "B"], [-3.0, -1.0]) == ("B", {"A": 1, "B": 1})  # a tie: the likelier sample
+    assert majority_vote(["A", "B"], [-1.0, None]) == ("A", {"A": 1, "B": 1})  # a missing log-probability: first seen
