@@ -50,11 +50,18 @@ def hits_at_1(model, sets):
     return sum(max(range(len(s)), key=s.__getitem__) == gold for s, (*_, gold) in zip(scores, sets)) / len(sets)
 
 
-def setup(scoring):
+def setup(scoring, seed=1):
     facts, passages = toy_world()
     retriever = BM25Retriever.from_passages([Passage(id=n, text=t) for n, t in passages.items()])
     words = set(" ".join(passages.values()).split()) | {"where", "does", "live", "what", "colour", "lives", "in", "the", "is"}
-    return tiny_reranker(scoring, sorted(words)), training_sets("place", facts, passages, retriever, random.Random(1))
+    return tiny_reranker(scoring, sorted(words)), training_sets("place", facts, passages, retriever, random.Random(seed))
+
+
+def fresh_sets(seed=7):
+    """The same questions with other distractors in another order: sets the model never trained on."""
+    facts, passages = toy_world()
+    retriever = BM25Retriever.from_passages([Passage(id=n, text=t) for n, t in passages.items()])
+    return training_sets("place", facts, passages, retriever, random.Random(seed))
 
 
 def train_steps(model, sets, steps, lr=1e-3, batch_size=8):
@@ -74,11 +81,12 @@ def train_steps(model, sets, steps, lr=1e-3, batch_size=8):
 
 def test_late_interaction_loss_falls_and_ranking_beats_chance(tmp_path):
     model, sets = setup("late_interaction")
-    before = hits_at_1(model, sets)
+    held_out = fresh_sets()
+    before = hits_at_1(model, held_out)
     losses = train_steps(model, sets, 60)
     assert sum(losses[-10:]) < 0.75 * sum(losses[:10])
-    after = hits_at_1(model, sets)
-    assert after >= 0.9 and after > before  # chance is 1/6
+    after = hits_at_1(model, held_out)  # measured on sets it never trained on
+    assert after >= 0.8 and after > before + 0.3  # chance is 1/6
     model.save_pretrained(tmp_path / "r")
     again = KardReranker.from_pretrained(tmp_path / "r")
     assert again.config == model.config

@@ -34,9 +34,10 @@ def setup(tmp_path_factory):
     examples = [Example(id=n, question=f"where does {n} live", reference_rationale=f"{n} lives in the {PLACES[i % 6]}") for i, n in enumerate(names)]
     build_candidates(rationale_pairs(examples, reference=True), retriever, tmp / "cands.jsonl", k=4, show_progress=False)
     words = sorted({w for p in passages for w in p.text.split()} | {"where", "does", "live"})
-    encoder, tokenizer = tiny_encoder(words, dropout=0.0)
-    encoder.save_pretrained(tmp / "encoder")
-    tokenizer.save_pretrained(tmp / "encoder")
+    for name, dropout in (("encoder", 0.0), ("encoder_dropout", 0.1)):  # dropout: the resume must restore the RNG too
+        encoder, tokenizer = tiny_encoder(words, dropout=dropout)
+        encoder.save_pretrained(tmp / name)
+        tokenizer.save_pretrained(tmp / name)
     return tmp
 
 
@@ -58,17 +59,20 @@ def test_train_checkpoint_resume_and_evaluate(setup, tmp_path, capsys):
     assert json.loads((straight / "metrics.json").read_text()) == metrics
     assert (straight / "final" / "reranker.json").is_file()
 
-    # a run interrupted after its step-4 checkpoint resumes there and ends where the straight run did
+    # a run interrupted after its step-4 checkpoint resumes there and ends on the same weights, bit for bit,
+    # with dropout on (so the RNG state must come back with the checkpoint)
+    kw = dict(max_steps=6, encoder=str(setup / "encoder_dropout"))
+    train_reranker(config(setup, tmp_path / "straight_dropout", **kw))
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     for name in ("checkpoint-2", "checkpoint-4"):
-        shutil.copytree(straight / name, resumed / name)
-    train_reranker(config(setup, resumed, max_steps=6))
+        shutil.copytree(tmp_path / "straight_dropout" / name, resumed / name)
+    train_reranker(config(setup, resumed, **kw))
     assert "resuming from" in capsys.readouterr().out
     for name in ("head", "encoder"):
-        a = load_file(straight / "checkpoint-6" / f"{name}.safetensors")
+        a = load_file(tmp_path / "straight_dropout" / "checkpoint-6" / f"{name}.safetensors")
         b = load_file(resumed / "checkpoint-6" / f"{name}.safetensors")
-        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_lora_trains_adapters_and_saves_a_plain_encoder(setup, tmp_path):

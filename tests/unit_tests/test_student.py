@@ -49,11 +49,17 @@ def accuracy(chain, examples):
     return sum(o["answer"] == e.answer for o, e in zip(chain.batch(examples), examples)) / len(examples)
 
 
-def test_a_student_that_reads_the_passage_answers_unseen_entities_and_one_without_cannot(setup):
+@pytest.fixture(scope="module")
+def kard_student(setup):
+    """A KARD student trained once (200 steps) for every test that reads one; its run's figures."""
+    tmp, _ = setup
+    return train_student(config(tmp, tmp / "kard", method="kard", max_steps=200), show_progress=False)
+
+
+def test_a_student_that_reads_the_passage_answers_unseen_entities_and_one_without_cannot(setup, kard_student):
     tmp, test = setup
-    kard_run = train_student(config(tmp, tmp / "kard", method="kard", max_steps=200), show_progress=False)
     train_student(config(tmp, tmp / "rd", method="rd", max_steps=200), show_progress=False)
-    assert kard_run["last_loss"] < kard_run["first_loss"] / 3
+    assert kard_student["last_loss"] < kard_student["first_loss"] / 3
     kard_llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=3, max_new_tokens=24, temperature=0.5)
     rd_llm = T5LLM.from_pretrained(tmp / "rd" / "final", n=3, max_new_tokens=24, temperature=0.5)
     kard_acc = accuracy(build_kard_chain(BM25Retriever.load(tmp / "index"), kard_llm), test)  # k=1 from kard_student.json
@@ -109,7 +115,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_weights(setup, monkeypatch
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_t5llm_samples_n_per_prompt_in_batches_with_stops_and_streams(setup):
+def test_t5llm_samples_n_per_prompt_in_batches_with_stops_and_streams(setup, kard_student):
     tmp, _ = setup
     llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=4, max_new_tokens=24, batch_size=2)
     prompts = [f"question: what colour is the {w} ?" for w in ("a", "b", "c")]
@@ -158,7 +164,7 @@ def test_two_cpu_processes_under_accelerate(setup):
     assert done.stdout.count("trained kard to step 3") == 1  # printed by the main process only
 
 
-def test_cli_trains_evaluates_and_asks(setup, capsys):
+def test_cli_trains_evaluates_and_asks(setup, kard_student, capsys):
     tmp, test = setup
     common = ["--model", str(tmp / "init"), "--dataset", "jsonl", "--data-dir", str(tmp / "train.jsonl")]
     assert kard(["train-student", *common, "--method", "ft", "--output-dir", str(tmp / "cli_ft"), "--max-steps", "3"]) == 0
