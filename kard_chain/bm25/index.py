@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kard_chain.bm25 import kernels as bm25_kernels
 from kard_chain.bm25.passage_store import (
-    PASSAGES_FILE,
+    OFFSETS_FILE,
     DiskPassageStore,
     MemoryPassageStore,
     PassageStore,
@@ -53,7 +53,7 @@ from kard_chain.bm25.passage_store import (
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
-from kard_chain.manifest import MANIFEST, Manifest, prepare_output
+from kard_chain.manifest import Manifest, prepare_output
 from kard_chain.progress import progress
 from kard_chain.records import Passage
 
@@ -131,6 +131,13 @@ class BM25Index:
         kept: list[Passage] = []
         vocab, arrays, ids = _build_arrays(passages, tokenizer, params, kept.append, show_progress)
         return cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=MemoryPassageStore(kept))
+
+    def with_passages(self, passages: Iterable[Passage]) -> BM25Index:
+        """A new in-memory index holding this one's passages and ``passages``; only the new ones are tokenised."""
+        kept = [self.passages.get(row) for row in range(self.n_docs)]
+        terms, arrays, ids = _grown(self, passages, kept.append, show_progress=False)
+        return BM25Index(params=self.params, tokenizer=self.tokenizer, vocab=terms, arrays=arrays, passage_ids=ids,
+                         passages=MemoryPassageStore(kept))
 
     # ---- persistence ----------------------------------------------------------------
 
@@ -409,34 +416,38 @@ def _scored(indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, doc_lengths: n
     return {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
 
 
+def _grown(old: BM25Index, passages: Iterable[Passage], keep: Callable[[Passage], None],
+           show_progress: bool) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+    """``old``'s vocabulary, arrays and ids with ``passages`` added: only the new passages are tokenised; their
+    counts join the stored term frequencies and every weight is recomputed (idf and average length change)."""
+    terms, ids, per_chunk, lengths = _count(passages, old.tokenizer, old.params, keep, show_progress,
+                                            terms=old.vocab, taken=old.passage_ids)
+    stored = sp.csc_matrix((np.asarray(old.tf), np.asarray(old.docs), np.asarray(old.indptr)), shape=(old.n_docs, len(old.vocab)))
+    stored.resize((old.n_docs, len(terms)))
+    indptr, docs, tf = _postings([stored.tocsr(), *per_chunk], len(terms))
+    arrays = _scored(indptr, docs, tf, np.concatenate([np.asarray(old.doc_lengths), *lengths]), old.params)
+    return terms, arrays, [*old.passage_ids, *ids]
+
+
 def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progress: bool = True) -> BM25Index:
     """Add ``passages`` to the index folder at ``path``; scores then equal a full rebuild's (idf and average
     length updated).
 
-    Only the new passages are tokenised: their counts are merged with the stored term frequencies
-    and the weights recomputed (they depend on every passage). The old passages' text is copied,
-    not parsed, and the folder is replaced atomically.
+    Only the new passages are tokenised (see :meth:`BM25Index.with_passages`). The old passages'
+    text is copied, not parsed, the folder's other files (manifest, retriever settings) come along,
+    and the folder is replaced atomically.
     """
     path = Path(path)
     old = BM25Index.load(path, mmap=True)
-    if not isinstance(old.passages, DiskPassageStore):
-        raise KardDataError("not an index folder", path=path)
+    rewritten = {f"{name}.npy" for name in _ARRAYS} | {"index.json", "vocab.json", "passage_ids.json", OFFSETS_FILE}
     with atomic_directory(path, overwrite=True) as tmp:
-        for name in (PASSAGES_FILE, MANIFEST):
-            if (path / name).is_file():
-                shutil.copyfile(path / name, tmp / name)
+        for file in path.iterdir():
+            if file.is_file() and file.name not in rewritten:
+                shutil.copyfile(file, tmp / file.name)
         writer = PassageWriter(tmp, append_after=np.asarray(old.passages.offsets))
-        terms, ids, per_chunk, lengths = _count(passages, old.tokenizer, old.params, writer.append, show_progress,
-                                                terms=old.vocab, taken=old.passage_ids)
+        terms, arrays, ids = _grown(old, passages, writer.append, show_progress)
         writer.close()
-        stored = sp.csc_matrix((np.asarray(old.tf), np.asarray(old.docs), np.asarray(old.indptr)), shape=(old.n_docs, len(old.vocab)))
-        stored.resize((old.n_docs, len(terms)))
-        indptr, docs, tf = _postings([stored.tocsr(), *per_chunk], len(terms))
-        lengths = [np.asarray(old.doc_lengths), *lengths]
-        arrays = _scored(indptr, docs, tf, np.concatenate(lengths), old.params)
-        _write_index_files(tmp, old.params, old.tokenizer, terms, arrays, [*old.passage_ids, *ids])
-        if (path / "retriever.json").is_file():
-            shutil.copyfile(path / "retriever.json", tmp / "retriever.json")
+        _write_index_files(tmp, old.params, old.tokenizer, terms, arrays, ids)
     return BM25Index.load(path)
 
 

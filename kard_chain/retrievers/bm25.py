@@ -92,7 +92,7 @@ class BM25Retriever(PerCallKRetriever):
         index = build_index(passages, path, tokenizer=tokenizer, params=BM25Params(**params), overwrite=overwrite,
                             show_progress=show_progress)
         retriever = cls(index=index, k=k, backend=backend)
-        atomic_write_text(Path(path) / RETRIEVER_FILE, json.dumps({"k": k, "backend": backend}))
+        retriever._save_settings(path)
         return retriever
 
     # ---- growing ----------------------------------------------------------------------
@@ -104,8 +104,7 @@ class BM25Retriever(PerCallKRetriever):
         if self.index.path is not None:
             self.index = append_to_index(self.index.path, passages, show_progress=show_progress)
         else:
-            kept = [self.index.passages.get(row) for row in range(self.index.n_docs)]
-            self.index = BM25Index.from_passages([*kept, *passages], tokenizer=self.index.tokenizer, params=self.index.params)
+            self.index = self.index.with_passages(passages)
         return [p.id for p in passages]
 
     def add_texts(self, texts: Iterable[str], metadatas: Iterable[dict[str, Any]] | None = None,
@@ -130,6 +129,9 @@ class BM25Retriever(PerCallKRetriever):
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Save the index folder (numpy arrays + JSON, written atomically) and this retriever's ``k`` and backend."""
         self.index.save(path, overwrite=overwrite)
+        self._save_settings(path)
+
+    def _save_settings(self, path: str | Path) -> None:
         atomic_write_text(Path(path) / RETRIEVER_FILE, json.dumps({"k": self.k, "backend": self.backend}))
 
     @classmethod
