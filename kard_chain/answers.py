@@ -51,7 +51,10 @@ def render_target(rationale: str | None, answer: str, options: dict[str, str] | 
     shown = answer_words(answer, options)
     if rationale is None:
         return shown
-    return f"{strip_final_answer(rationale)} {ANSWER_PHRASE} {shown}."
+    reasoning = strip_final_answer(rationale).rstrip()
+    if reasoning and reasoning[-1] not in ".!?":  # a bare fact (OpenBookQA's fact1) ends its sentence before "So"
+        reasoning += "."
+    return f"{reasoning} {ANSWER_PHRASE} {shown}."
 
 
 def parse_answer(text: str, options: dict[str, str] | None = None) -> str | None:

@@ -269,7 +269,7 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--corpus", required=True, help="corpus file or folder of .txt files")
     p.add_argument("--out", required=True, help="index folder to create")
     p.add_argument("--backend", choices=["bm25", "chroma"], default="bm25", help="BM25 index folder or Chroma store")
-    p.add_argument("--format", choices=["jsonl", "strategyqa", "text"], help="corpus format")
+    p.add_argument("--format", choices=["jsonl", "strategyqa", "text", "lines"], help="corpus format (lines: one passage per line)")
     p.add_argument("--method", choices=["okapi", "lucene"], default="lucene",
                    help="BM25 variant")
     p.add_argument("--k1", type=NON_NEGATIVE, default=1.5, help="BM25 term-frequency saturation")

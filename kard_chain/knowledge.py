@@ -4,6 +4,7 @@ corpus larger than memory can stream straight into an index.
 - :func:`read_passages_jsonl`: JSONL with ``id``, ``text`` and optional ``title``/``metadata``;
 - :func:`read_strategyqa_paragraphs`: StrategyQA's ``strategyqa_train_paragraphs.json``;
 - :func:`read_text_passages`: plain-text files split into overlapping word windows;
+- :func:`read_line_passages`: one passage per line (OpenBookQA's ``openbook.txt``);
 - :func:`load_passages`: picks one of the above from the path.
 """
 
@@ -19,7 +20,7 @@ from kard_chain.errors import KardDataError
 from kard_chain.io import read_json, read_jsonl
 from kard_chain.records import Passage
 
-CorpusFormat = Literal["jsonl", "strategyqa", "text"]
+CorpusFormat = Literal["jsonl", "strategyqa", "text", "lines"]
 
 
 def read_passages_jsonl(path: str | Path) -> Iterator[Passage]:
@@ -70,6 +71,28 @@ def read_text_passages(paths: str | Path | Iterable[str | Path], words: int = 10
 
     Ids are ``{file stem}-{window index}``; the title is the file stem.
     """
+    for file in _text_files(paths):
+        text = _read_text(file)
+        for i, chunk in enumerate(chunk_words(text, words, overlap)):
+            yield Passage(id=f"{file.stem}-{i}", title=file.stem, text=chunk, metadata={"source": file.name, "window": i})
+
+
+def read_line_passages(paths: str | Path | Iterable[str | Path]) -> Iterator[Passage]:
+    """One passage per non-blank line of plain-text files (a file, a folder of ``*.txt`` or a list),
+    a pair of enclosing double quotes removed (``"A bee is a pollinating animal"``).
+
+    Ids are ``{file stem}-{line number}``; the title is the file stem.
+    """
+    for file in _text_files(paths):
+        for number, line in enumerate(_read_text(file).splitlines(), start=1):
+            text = line.strip()
+            if len(text) >= 2 and text[0] == text[-1] == '"':
+                text = text[1:-1].strip()
+            if text:
+                yield Passage(id=f"{file.stem}-{number}", title=file.stem, text=text, metadata={"source": file.name, "line": number})
+
+
+def _text_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     if isinstance(paths, (str, Path)):
         root = Path(paths)
         if root.is_dir():
@@ -78,16 +101,22 @@ def read_text_passages(paths: str | Path | Iterable[str | Path], words: int = 10
                 raise KardDataError("folder holds no .txt files", path=root)
         else:
             paths = [root]
-    for file in map(Path, paths):
+    files = [Path(p) for p in paths]
+    for file in files:
         if not file.is_file():
             raise KardDataError("file not found", path=file)
-        text = file.read_text(encoding="utf-8")
-        for i, chunk in enumerate(chunk_words(text, words, overlap)):
-            yield Passage(id=f"{file.stem}-{i}", title=file.stem, text=chunk, metadata={"source": file.name, "window": i})
+    return files
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise KardDataError(f"not UTF-8 text (byte {e.start})", path=file) from None
 
 
 def detect_format(path: str | Path) -> CorpusFormat:
-    """``jsonl`` for .jsonl, ``strategyqa`` for .json, ``text`` for .txt files and folders."""
+    """``jsonl`` for .jsonl, ``strategyqa`` for .json, ``text`` for .txt files and folders (``lines`` is chosen by name only)."""
     path = Path(path)
     if path.is_dir() or path.suffix == ".txt":
         return "text"
@@ -111,4 +140,6 @@ def load_passages(
         return read_strategyqa_paragraphs(path)
     if fmt == "text":
         return read_text_passages(path, words=words, overlap=overlap)
-    raise KardDataError(f"unknown corpus format {fmt!r}; use jsonl, strategyqa or text", path=path)
+    if fmt == "lines":
+        return read_line_passages(path)
+    raise KardDataError(f"unknown corpus format {fmt!r}; use jsonl, strategyqa, text or lines", path=path)

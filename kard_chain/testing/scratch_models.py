@@ -48,6 +48,21 @@ def scratch_t5(tokenizer: Any, d_model: int = 128, layers: int = 3, heads: int =
     return T5ForConditionalGeneration(config)
 
 
+def scratch_decoder(tokenizer: Any, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Any:
+    """A randomly initialised Llama-architecture ``LlamaForCausalLM`` (SmolLM2's shape, scaled down) sized for
+    ``tokenizer``: a decoder-only student."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=1024, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
 def scratch_bert(texts: Iterable[str], hidden: int = 48, layers: int = 2, heads: int = 2, dropout: float = 0.1,
                  max_positions: int = 128, seed: int = 0) -> tuple[Any, Any]:
     """A randomly initialised ``BertModel`` and a word-level ``[CLS] ... [SEP]`` tokenizer trained on

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from kard_chain import KardDataError, load_passages
-from kard_chain.knowledge import chunk_words, read_text_passages
+from kard_chain.knowledge import chunk_words, read_line_passages, read_text_passages
 
 
 def test_jsonl_passages(fixtures):
@@ -35,6 +35,16 @@ def test_text_files(tmp_path):
     ps = list(read_text_passages(tmp_path, words=100, overlap=10))
     assert [p.id for p in ps] == ["book-0", "book-1"]
     assert ps[1].text.split()[0] == "w90" and ps[1].metadata == {"source": "book.txt", "window": 1}
+
+
+def test_line_files_give_one_passage_per_line(tmp_path):
+    (tmp_path / "openbook.txt").write_text('"A bee is a pollinating animal"\n\n  fog is water vapor  \n"\n')
+    ps = list(load_passages(tmp_path / "openbook.txt", "lines"))
+    assert [(p.id, p.text) for p in ps] == [("openbook-1", "A bee is a pollinating animal"), ("openbook-3", "fog is water vapor"),
+                                            ("openbook-4", '"')]
+    (tmp_path / "bad.txt").write_bytes(b"ok\n\xff\n")
+    with pytest.raises(KardDataError, match=r"bad.txt: not UTF-8"):
+        list(read_line_passages(tmp_path / "bad.txt"))
 
 
 def test_bad_passages_are_named(tmp_path):

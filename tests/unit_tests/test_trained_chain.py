@@ -18,6 +18,7 @@ OPTIONS = {"A": "red", "B": "blue", "C": "green", "D": "blue green"}
 
 @pytest.mark.parametrize("rationale", [
     "The sky is blue.", "I think the answer is red at first, but no: it is blue.", "Blue, so (B). So the answer is (B).", "",
+    "the sky is blue",
 ])
 def test_every_target_the_student_learns_parses_back_to_its_answer(rationale):
     for answer in OPTIONS:
@@ -27,6 +28,11 @@ def test_every_target_the_student_learns_parses_back_to_its_answer(rationale):
         assert parse_answer(target, None) == answer
         ex = Example(id="x", question="q?", answer=answer)
         assert judge(ex, [target], "m")[0].dropped is None  # the teacher's filter reads the same grammar
+
+
+def test_a_bare_fact_ends_its_sentence_before_the_answer():
+    assert render_target("fog is formed by water vapor", "A", OPTIONS) == "fog is formed by water vapor. So the answer is red (A)."
+    assert render_target("Is it? Yes!", "yes") == "Is it? Yes! So the answer is yes."
 
 
 def test_a_prompt_file_with_a_target_template_is_refused_with_a_reason(tmp_path):
