@@ -187,8 +187,8 @@ def run(args) -> dict:
 
 def table(report: dict) -> str:
     m = report["machine"]
-    lines = [f"machine: {m['gpu'] or 'CPU only'}, {m['cpu_cores']} cores, torch {m['torch']}; model: {report['model']}; "
-             f"wall {report['wall_s']:.0f} s", "",
+    lines = [(f"machine: {m['gpu'] or 'CPU only'}, {m['cpu_cores']} cores, torch {m['torch']}; model: {report['model']}; "
+              f"wall {report['wall_s']:.0f} s"), "",
              "| task | student | accuracy [95% CI] | questions | steps | train s | eval s |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['task']} | {r['method']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | "

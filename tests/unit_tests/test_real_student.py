@@ -63,7 +63,6 @@ def test_tiny_run_trains_three_students_per_task_and_reports_what_its_files_say(
 
     assert [(r["task"], r["method"]) for r in report["rows"]] == [
         (task, m) for task in ("obqa", "strategyqa") for m in ("ft", "rd", "kard-bm25")]
-    books = {f"openbook-{n}" for n in range(1, 13)} | {"crowdsourced-facts-1", "crowdsourced-facts-2"}
     for row in report["rows"]:
         records = [json.loads(line) for line in Path(row["per_example"]).read_text().splitlines()]
         assert row["questions"] == len(records) == 4 and row["steps"] == 3
