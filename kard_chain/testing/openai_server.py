@@ -4,7 +4,8 @@ It answers ``POST /v1/chat/completions`` with ``n`` choices. The answer it write
 the prompt gives as "Correct answer: ..." (rationalize mode), else "yes"; each choice's text
 depends only on the question and the choice index, so reruns give the same records. Faults
 are drawn per request from a seeded generator: 429 with Retry-After, 500, a hang past the
-client's timeout, or (per choice, deterministically) a malformed rationale with no answer::
+client's timeout, or (per choice, deterministically) a malformed rationale with no answer or one
+with a wrong answer; ``sent`` records what each (question, choice index) got::
 
     with FakeOpenAIServer(latency=0.2, rate_429=0.05, rate_500=0.05) as server:
         ChatOpenAI(base_url=server.url, api_key="x", model="fake").invoke("hi")
@@ -36,13 +37,16 @@ class FakeOpenAIServer:
         rate_hang: float = 0.0,
         hang_seconds: float = 5.0,
         rate_malformed: float = 0.0,
+        rate_wrong: float = 0.0,
         retry_after: float = 0.05,
         status: int | None = None,
         seed: int = 0,
     ) -> None:
         self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
         self.rates = {"429": rate_429, "500": rate_500, "hang": rate_hang}
-        self.rate_malformed = rate_malformed
+        self.rate_malformed, self.rate_wrong = rate_malformed, rate_wrong
+        self.sent: dict[tuple[str, int], str] = {}
+        """``"malformed"``, ``"wrong"`` or ``"right"`` per (question, choice index)."""
         self.status = status
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
@@ -149,10 +153,14 @@ class FakeOpenAIServer:
         choices = []
         for i in range(n):
             h = int(hashlib.sha256(f"{question}|{i}".encode()).hexdigest(), 16)
-            if (h % 10_000) / 10_000 < self.rate_malformed:
+            kind = ("malformed" if (h % 10_000) / 10_000 < self.rate_malformed else
+                    "wrong" if (h // 10_000 % 10_000) / 10_000 < self.rate_wrong else "right")
+            self.sent[(question, i)] = kind
+            if kind == "malformed":
                 text = f"I am not sure about {question.lower()} [{h % 97}]"
             else:
-                text = f"Fact {h % 1000} about the question {question!r} holds. So the answer is {answer}."
+                written = _wrong(answer) if kind == "wrong" else answer
+                text = f"Fact {h % 1000} about the question {question!r} holds. So the answer is {written}."
             choices.append({"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"})
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4
         completion_tokens = sum(len(c["message"]["content"]) for c in choices) // 4
@@ -167,20 +175,27 @@ class FakeOpenAIServer:
         }
 
 
+def _wrong(answer: str) -> str:
+    """Another answer of the same kind: yes <-> no, (A) -> (B) -> ... -> (D) -> (A)."""
+    if answer in ("yes", "no"):
+        return "no" if answer == "yes" else "yes"
+    return f"({'ABCD'[('ABCD'.index(answer[1]) + 1) % 4]})"
+
+
 def main() -> None:
     """Serve until killed: ``python -m kard_chain.testing.openai_server --latency 0.2`` prints the URL."""
     import argparse
     import time
 
     parser = argparse.ArgumentParser(description="Fake OpenAI chat-completions server with injected faults.")
-    for flag in ("latency", "rate-429", "rate-500", "rate-hang", "rate-malformed"):
+    for flag in ("latency", "rate-429", "rate-500", "rate-hang", "rate-malformed", "rate-wrong"):
         parser.add_argument(f"--{flag}", type=float, default=0.0)
     parser.add_argument("--hang-seconds", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with FakeOpenAIServer(
         latency=args.latency, rate_429=args.rate_429, rate_500=args.rate_500, rate_hang=args.rate_hang,
-        hang_seconds=args.hang_seconds, rate_malformed=args.rate_malformed, seed=args.seed,
+        hang_seconds=args.hang_seconds, rate_malformed=args.rate_malformed, rate_wrong=args.rate_wrong, seed=args.seed,
     ) as server:
         print(server.url, flush=True)
         while True:

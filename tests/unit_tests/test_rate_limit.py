@@ -32,3 +32,59 @@ def test_tokens_per_minute_count_the_real_usage():
 
 def test_no_limits_never_wait():
     assert run_timed(RateLimiter().acquire(requests=100, tokens=10**6)) < 0.05
+
+
+class RateLimited(Exception):
+    """What an HTTP client raises on a 429: a status code and the response's headers."""
+
+    def __init__(self, headers):
+        super().__init__("rate limited")
+        self.status_code = 429
+        self.response = type("Response", (), {"status_code": 429, "headers": headers})()
+
+
+class FlakyChain:
+    """Fails with the given errors, then answers."""
+
+    def __init__(self, *errors):
+        self.errors = list(errors)
+
+    async def ainvoke(self, example, config=None):
+        if self.errors:
+            raise self.errors.pop(0)
+        return ["a rationale"]
+
+
+def sleeps_of(chain, policy, monkeypatch):
+    """The delays ``_ask`` waits between its attempts (recorded, not slept)."""
+    from kard_chain.records import Example
+    from kard_chain.teacher import runner
+
+    slept = []
+
+    async def fake_sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(runner.asyncio, "sleep", fake_sleep)
+    summary = runner.TeachSummary()
+    result = asyncio.run(runner._ask(chain, Example(id="e", question="q?"), "default", policy, summary))
+    assert result is not None and result[0] == ["a rationale"]
+    return slept, summary
+
+
+def test_a_retry_after_longer_than_the_backoff_is_waited_out(monkeypatch):
+    from kard_chain.teacher.runner import RetryPolicy
+
+    chain = FlakyChain(RateLimited({"retry-after": "7.5"}), RateLimited({"retry-after-ms": "2500"}))
+    slept, summary = sleeps_of(chain, RetryPolicy(backoff=0.001), monkeypatch)
+    assert slept == [7.5, 2.5]  # the backoff alone would wait about 1-4 ms
+    assert summary.errors["rate_limit_429"] == 2
+
+
+def test_a_retry_after_shorter_than_the_backoff_does_not_cut_it(monkeypatch):
+    from kard_chain.teacher.runner import RetryPolicy
+
+    chain = FlakyChain(RateLimited({"retry-after": "0.01"}), RateLimited({"retry-after": "soon"}), RateLimited({}))
+    slept, _ = sleeps_of(chain, RetryPolicy(backoff=2.0, max_backoff=5.0), monkeypatch)
+    assert len(slept) == 3  # backoff 2, 4, then capped at 5; each jittered by +-50%
+    assert 1.0 <= slept[0] <= 3.0 and 2.0 <= slept[1] <= 6.0 and 2.5 <= slept[2] <= 7.5

@@ -49,7 +49,8 @@ def records(path):
 
 def test_teach_survives_faults_and_resumes(dataset, tmp_path, capsys):
     out = tmp_path / "rationales.jsonl"
-    faults = dict(latency=0.01, rate_429=0.1, rate_500=0.1, rate_hang=0.05, hang_seconds=2, rate_malformed=0.15, seed=1)
+    faults = dict(latency=0.01, rate_429=0.1, rate_500=0.1, rate_hang=0.05, hang_seconds=2, rate_malformed=0.15, rate_wrong=0.2,
+                  seed=1)
     with FakeOpenAIServer(**faults) as server:
         code = main(teach_args(dataset, out, server.url, "--concurrency", "8", "--timeout", "0.5", "--max-retries", "10"))
     assert code == 0
@@ -57,9 +58,15 @@ def test_teach_survives_faults_and_resumes(dataset, tmp_path, capsys):
     assert sorted(got) == sorted(f"e{i}" for i in range(40))
     assert all(len(r.rationales) == 3 for r in got.values())
     assert server.counts["429"] and server.counts["500"] and server.counts["hang"]
-    dropped = [r for rec in got.values() for r in rec.rationales if not r.kept]
-    assert dropped and all(r.dropped == "no answer found" for r in dropped)  # the malformed ones
-    assert all(r.answer == rec.gold for rec in got.values() for r in rec.kept)
+    questions = {json.loads(line)["id"]: json.loads(line)["question"] for line in dataset.read_text().splitlines()}
+    reasons = {"right": None, "malformed": "no answer found"}
+    for rec in got.values():  # kept exactly where the server wrote the gold answer, dropped with the reason where it did not
+        for r in rec.rationales:
+            sent = server.sent[(questions[rec.id], r.sample_index)]
+            assert r.kept == (sent == "right")
+            assert r.dropped == reasons.get(sent, f"answer {r.answer} disagrees with gold {rec.gold}")
+    sent = [server.sent[(questions[i], r.sample_index)] for i, rec in got.items() for r in rec.rationales]
+    assert {"right", "wrong", "malformed"} <= set(sent)
     assert all(rec.input_tokens > 0 and rec.output_tokens > 0 for rec in got.values())
     printed = capsys.readouterr().out
     assert "rate_limit_429" in printed and "server_500" in printed and "timeout" in printed
