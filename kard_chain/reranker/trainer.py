@@ -145,7 +145,8 @@ def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]
 
 
 def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -> dict:
-    """Train (or resume) and return the final evaluation metrics."""
+    """Train (or resume) and return the final evaluation metrics, with the mean loss of the first and last
+    ``log_every`` steps of this run and its training seconds."""
     from kard_chain.bm25.index import BM25Index
     from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
 
@@ -169,8 +170,10 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     start = resume_state(checkpoints, optimizer, scheduler, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     task = _RerankerTask(model, loss_fn, BM25Index.load(config.index), held_out, accelerator, config)
-    run_loop(config, task, train, accelerator, model, optimizer, scheduler, start_step=start, total=total,
-             desc="train reranker", show_progress=show_progress)
+    run = run_loop(config, task, train, accelerator, model, optimizer, scheduler, start_step=start, total=total,
+                   desc="train reranker", show_progress=show_progress)
+    first, last = run.loss_window(config.log_every)
+    task.metrics.update(first_loss=first, last_loss=last, train_seconds=run.seconds)
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
         if config.lora_r:
