@@ -33,6 +33,8 @@ class EvaluationRecord(BaseModel):
     passage_ids: list[str]
     correct: bool
     rationales: list[str] = []
+    passage_texts: list[str] = []
+    """What the student read, as it read it (beside ``passage_ids``: an index can change under the same ids)."""
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -86,7 +88,7 @@ def evaluate_chain(
             for e, r in zip(batch, chain.batch(batch)):
                 store.append(EvaluationRecord(
                     id=e.id, question=e.question, gold=e.answer, answer=r["answer"], votes=r["votes"],
-                    passage_ids=[p["id"] for p in r["passages"]], correct=r["answer"] is not None and r["answer"] == e.answer,
+                    passage_ids=[p["id"] for p in r["passages"]], passage_texts=[p["text"] for p in r["passages"]], correct=r["answer"] is not None and r["answer"] == e.answer,
                     rationales=[x["text"] for x in r["rationales"]],
                 ))
             bar.update(len(batch))

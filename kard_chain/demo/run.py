@@ -268,14 +268,15 @@ def _slug(method: str) -> str:
     return method.lower().replace(" ", "").replace("(", "_").replace(")", "")
 
 
-def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path) -> tuple[dict, dict]:
-    """Accuracy (overall and by question type) and the per-example records."""
+def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path, index: Path | None = None) -> tuple[dict, dict]:
+    """Accuracy (overall and by question type) and the per-example records; ``index`` (what a KARD chain reads) goes
+    into the records' manifest with the student."""
     from kard_chain.evaluation import EvaluationRecord, evaluate_chain
     from kard_chain.jsonl_store import read_records
 
     summary = evaluate_chain(chain, examples, file, batch_size=16, show_progress=run.show_progress,
                              settings={"chain": file.stem, "student": identity(run.out / f"student_{_student_of(file.stem)}" / "final"),
-                                       "questions": len(examples)})
+                                       "index": identity(index), "questions": len(examples)})
     records = read_records(file, EvaluationRecord)
     return {**accuracy_row(summary.correct, summary.total), "by_type": by_type(examples, records)}, records
 
@@ -283,9 +284,11 @@ def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path)
 def evaluate_methods(run: DemoRun) -> dict:
     """Every method on the test questions; the per-example records by method."""
     served = {}
-    for method, chain in serving_chains(run, run.out / "index").items():
+    index = run.out / "index"
+    for method, chain in serving_chains(run, index).items():
+        read = index if method.startswith("KARD") else None
         run.results["methods"][method], served[method] = run.stage(
-            f"evaluate {method}", lambda r, c=chain, m=method: evaluate(r, c, r.world.test, r.out / "eval" / f"{_slug(m)}.jsonl"))
+            f"evaluate {method}", lambda r, c=chain, m=method, i=read: evaluate(r, c, r.world.test, r.out / "eval" / f"{_slug(m)}.jsonl", i))
     return served
 
 
@@ -319,7 +322,7 @@ def knowledge_editing(run: DemoRun) -> dict:
     if not edited_index.is_dir():
         BM25Retriever.build(passages, edited_index, show_progress=run.show_progress)
     edited = [e.model_copy(update={"answer": new_gold[e.id]}) for e in run.world.test if e.id in new_gold]
-    follow = {m: evaluate(run, c, edited, run.out / "eval_edited" / f"{_slug(m)}.jsonl")[0]
+    follow = {m: evaluate(run, c, edited, run.out / "eval_edited" / f"{_slug(m)}.jsonl", edited_index if m.startswith("KARD") else None)[0]
               for m, c in serving_chains(run, edited_index).items()}
     return {"questions": len(edited), "follow_edit": follow}
 

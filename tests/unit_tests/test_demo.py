@@ -37,11 +37,19 @@ def recompute_from_per_example_files(out, results):
         assert results["retrieval"][label][f"recall@{k}"] == pytest.approx(sum(shares) / len(shares))
     bm25, reranked = records(out / "eval" / "kard_bm25.jsonl"), records(out / "eval" / "kard_reranker.jsonl")
     assert any(bm25[i]["passage_ids"] != reranked[i]["passage_ids"] for i in bm25)  # the reranker changed what was read
-    _, new_gold = edit_world(world, seed=1)
+    original_text = {p.id: p.text for p in world.passages}
+    passages, new_gold = edit_world(world, seed=1)
     edited = {e.id for e in world.test if e.id in new_gold}
     assert results["editing"]["questions"] == len(edited)
+    edited_text = {p.id: p.text for p in passages}
     for method, row in results["editing"]["follow_edit"].items():
         recs = records(out / "eval_edited" / f"{_slug(method)}.jsonl")
+        read = [(i, t) for r in recs.values() for i, t in zip(r["passage_ids"], r["passage_texts"], strict=True)]
+        if method.startswith("KARD"):  # the chains asked about the edits read the edited passages
+            assert read and all(edited_text[i] == t for i, t in read)
+            assert any(original_text[i] != t for i, t in read)
+        else:
+            assert read == []
         assert set(recs) == edited and all(r["gold"] == new_gold[i] for i, r in recs.items())  # judged against the edit
         assert row["accuracy"] == pytest.approx(sum(r["answer"] == new_gold[i] for i, r in recs.items()) / len(recs))
 
