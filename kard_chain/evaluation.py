@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kard_chain.jsonl_store import JsonlStore
 from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.metrics import wilson_interval
 from kard_chain.progress import progress
 from kard_chain.records import Example
 
@@ -35,16 +35,6 @@ class EvaluationRecord(BaseModel):
     rationales: list[str] = []
     passage_texts: list[str] = []
     """What the student read, as it read it (beside ``passage_ids``: an index can change under the same ids)."""
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for z = 1.96); (0, 1) when total is 0."""
-    if total == 0:
-        return 0.0, 1.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass

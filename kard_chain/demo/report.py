@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kard_chain.evaluation import wilson_interval
+from kard_chain.metrics import wilson_interval
 from kard_chain.records import Example
 
 

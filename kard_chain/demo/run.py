@@ -31,6 +31,7 @@ from kard_chain.demo.report import accuracy_row, by_type, results_markdown, summ
 from kard_chain.demo.world import SIZES, World, build_world, edit_world
 from kard_chain.io import atomic_write_text
 from kard_chain.manifest import Manifest, identity, prepare_output
+from kard_chain.metrics import recall_at_k
 from kard_chain.records import Example, Rationale
 
 REFERENCE_TEACHER = "reference rationales (offline demo teacher)"
@@ -60,12 +61,6 @@ def reference_teacher(world: World) -> Runnable[Example, list[Rationale]]:
         return teach(example)
 
     return RunnableLambda(teach, afunc=ateach, name="reference_teacher")
-
-
-def recall_at_k(found: list[list[str]], wanted: list[list[str]], k: int) -> float:
-    """Mean share of each query's wanted passage ids among its first ``k`` retrieved ids."""
-    shares = [sum(i in set(ids[:k]) for i in w) / len(w) for ids, w in zip(found, wanted)]
-    return sum(shares) / max(len(shares), 1)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kard_chain.jsonl_store import read_records
+from kard_chain.metrics import hits
 from kard_chain.reranker.candidates import CandidateSet
 from kard_chain.reranker.config import RerankerTrainingConfig
 from kard_chain.training.checkpoints import prepare_run, write_metrics
@@ -42,11 +43,6 @@ def sample_candidates(c: CandidateSet, n: int, share: float, rng: random.Random)
     chosen = [best] + chosen
     rng.shuffle(chosen)
     return [c.passage_ids[i] for i in chosen], [c.rationale_scores[i] for i in chosen]
-
-
-def hits(rankings: list[list[int]], gold: list[int], ks=(1, 3, 5)) -> dict[str, float]:
-    """Hits@k: the share of sets whose gold position is among the first k of the ranking."""
-    return {f"hits@{k}": sum(g in r[:k] for r, g in zip(rankings, gold)) / max(len(gold), 1) for k in ks}
 
 
 def _with_lora(model, config: RerankerTrainingConfig):

@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 from kard_chain.cli import main as kard  # noqa: E402
 from kard_chain.demo.run import METHODS, REFERENCE_TEACHER, _slug  # noqa: E402
 from kard_chain.demo.world import build_world, edit_world  # noqa: E402
-from kard_chain.evaluation import wilson_interval  # noqa: E402
+from kard_chain.metrics import wilson_interval  # noqa: E402
 
 
 def records(file):

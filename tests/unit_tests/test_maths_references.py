@@ -7,9 +7,7 @@ import math
 import pytest
 
 from kard_chain.answers import majority_vote
-from kard_chain.demo.run import recall_at_k
-from kard_chain.evaluation import wilson_interval
-from kard_chain.reranker.trainer import hits
+from kard_chain.metrics import hits, recall_at_k, wilson_interval
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from kard_chain.evaluation import wilson_interval  # noqa: E402
+from kard_chain.metrics import wilson_interval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ANIMALS = ["otter", "heron", "badger", "gecko", "walrus", "lynx", "mole", "stork", "tapir", "wombat", "koala", "bison"]
