@@ -43,7 +43,8 @@ def strip_final_answer(rationale: str) -> str:
     """The rationale without a closing "So the answer is ..." sentence (the target adds its own)."""
     text = rationale.strip()
     m = _CLOSING.search(text)
-    return text[: m.start()].strip() if m and m.start() > 0 else text
+    head = text[: m.start()].strip() if m else ""
+    return head or text  # a rationale that is only its closing sentence stays as it is
 
 
 def render_target(rationale: str | None, answer: str, options: dict[str, str] | None = None) -> str:
@@ -51,8 +52,8 @@ def render_target(rationale: str | None, answer: str, options: dict[str, str] | 
     shown = answer_words(answer, options)
     if rationale is None:
         return shown
-    reasoning = strip_final_answer(rationale).rstrip()
-    if reasoning and reasoning[-1] not in ".!?":  # a bare fact (OpenBookQA's fact1) ends its sentence before "So"
+    reasoning = strip_final_answer(rationale)
+    if reasoning and not reasoning.endswith((".", "!", "?")):  # a bare fact (OpenBookQA's fact1) ends its sentence before "So"
         reasoning += "."
     return f"{reasoning} {ANSWER_PHRASE} {shown}."
 
@@ -67,8 +68,7 @@ def parse_answer(text: str, options: dict[str, str] | None = None) -> str | None
     if finals:  # the last answer phrase counts: a rationale may say "the answer is" earlier, then change its mind
         tail = text[finals[-1].end() :].strip()
     else:
-        sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
-        tail = sentences[-1] if sentences else ""
+        tail = re.split(r"(?<=[.!?])\s+", text.strip())[-1]  # the last sentence ("" for an empty text)
     tail = tail.split("\n")[0][:200]
     if options:
         return _parse_option(tail, options, after_phrase=bool(finals))

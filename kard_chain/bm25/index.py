@@ -276,7 +276,7 @@ class _RankBM25Scorer:
         return rows, scores
 
     def score(self, tokens: list[str], rows: np.ndarray) -> list[float]:
-        return list(self.bm25.get_batch_scores(tokens, rows.tolist())) if len(rows) else []
+        return list(self.bm25.get_batch_scores(tokens, rows.tolist()))
 
 
 def build_index(

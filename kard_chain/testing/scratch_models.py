@@ -81,7 +81,8 @@ def scratch_bert(texts: Iterable[str], hidden: int = 48, layers: int = 2, heads:
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-                                        unk_token="[UNK]", mask_token="[MASK]")
+                                        unk_token="[UNK]", mask_token="[MASK]",  # segment ids, as BERT's own tokenizers give
+                                        model_input_names=["input_ids", "token_type_ids", "attention_mask"])
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=2 * hidden, max_position_embeddings=max_positions, hidden_dropout_prob=dropout,

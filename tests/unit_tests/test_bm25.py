@@ -73,6 +73,9 @@ def test_rank_bm25_backend_agrees_with_fast(kernel):
     np.testing.assert_allclose(scores_fast, scores_ref, atol=1e-5, rtol=0)
     assert (rows_fast == rows_ref).mean() > 0.95  # only exact ties may order differently
     assert index.score("w0 w5", ["d3", "d4"], backend="rank_bm25") == pytest.approx(index.score("w0 w5", ["d3", "d4"]), abs=1e-5)
+    assert index.score("w0 w5", [], backend="rank_bm25") == [] == index.score("w0 w5", [])
+    with pytest.raises(ValueError, match="unknown backend 'bogus'; use 'fast' or 'rank_bm25'"):
+        index.top_k(queries, 8, backend="bogus")
 
 
 def test_lucene_variant_matches_brute_force(kernel):
@@ -181,3 +184,25 @@ def test_kernels_agree_on_ties():
     np.testing.assert_array_equal(numba_rows, numpy_rows)
     np.testing.assert_allclose(numba_scores, numpy_scores, atol=1e-5)
     assert (numba_rows[3] == -1).all()
+
+
+def test_a_term_in_exactly_half_the_passages_keeps_its_zero_idf():
+    docs = ["apple pear", "apple fig", "kiwi plum", "lime date"]  # okapi: idf(apple) = log(2.5) - log(2.5) = 0
+    index = index_of(docs, epsilon=0.5)
+    expected = BM25Okapi([d.split() for d in docs], epsilon=0.5).get_scores(["apple"])
+    assert index.score("apple", ["d0", "d1", "d2"]) == pytest.approx(list(expected[:3]), abs=1e-9) == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(("repeats", "dtype"), [(40, np.uint16), (2**16 - 1, np.uint16), (2**16, np.int32)])
+def test_term_counts_are_stored_compactly_without_overflow(repeats, dtype):
+    docs = [" ".join(["w"] * repeats + ["x"]), "x y", "y z"]
+    index = index_of(docs)
+    assert index.tf.dtype == dtype and int(np.asarray(index.tf).max()) == repeats
+    assert index.weights.dtype == np.float32 and index.docs.dtype == np.int32 and index.indptr.dtype == np.int64
+    expected = BM25Okapi([d.split() for d in docs]).get_scores(["w"])
+    np.testing.assert_allclose(index.score("w", ["d0", "d1"]), expected[:2], rtol=1e-6)
+
+
+def test_a_corpus_without_any_indexable_token_is_refused():
+    with pytest.raises(KardDataError, match="no passage has any indexable token"):
+        BM25Index.from_passages([Passage(id="a", text="the a of")], params=BM25Params(method="okapi"))

@@ -82,6 +82,12 @@ def test_wilson_interval_against_hand_computed_values():
     centre = (0.5 + 1.96**2 / 200) / (1 + 1.96**2 / 100)
     half = 1.96 * math.sqrt(0.25 / 100 + 1.96**2 / 40000) / (1 + 1.96**2 / 100)
     assert wilson_interval(50, 100) == pytest.approx((centre - half, centre + half), abs=1e-9)
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # nothing measured: anything is possible
+
+
+def test_wilson_interval_stays_within_zero_and_one_where_rounding_would_leave_it():
+    ends = [wilson_interval(c, n) for n in range(1, 60) for c in (0, n)]  # e.g. 5/5 computes 1.0000000000000002
+    assert min(low for low, _ in ends) == 0.0 and max(high for _, high in ends) == 1.0
 
 
 def test_recall_and_hits_against_hand_computed_cases():
@@ -91,9 +97,66 @@ def test_recall_and_hits_against_hand_computed_cases():
     assert recall_at_k(found, wanted, 2) == pytest.approx((1 / 2 + 0) / 2)
     assert recall_at_k(found, wanted, 4) == pytest.approx((2 / 2 + 1 / 2) / 2)
     assert hits([[2, 0, 1], [0, 1, 2], [1, 2, 0]], [0, 0, 0], ks=(1, 2, 3)) == {"hits@1": 1 / 3, "hits@2": 2 / 3, "hits@3": 1.0}
+    assert recall_at_k([["a"]], [["a"]], 1) == 1.0 and hits([[0, 1]], [0], ks=(1,)) == {"hits@1": 1.0}  # one query
+    assert recall_at_k([], [], 5) == 0.0 and hits([], [], ks=(1,)) == {"hits@1": 0.0}  # none
 
 
 def test_vote_counts_and_tie_breaks_by_hand():
     assert majority_vote(["no", "yes", "no"], [-9.0, -0.1, -9.0]) == ("no", {"no": 2, "yes": 1})  # counts before mass
     assert majority_vote(["A", "B"], [-3.0, -1.0]) == ("B", {"A": 1, "B": 1})  # a tie: the likelier sample
     assert majority_vote(["A", "B"], [-1.0, None]) == ("A", {"A": 1, "B": 1})  # a missing log-probability: first seen
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: BM25DistillationKLLoss(target_temperature=0), "temperatures must be positive"),
+    (lambda: BM25DistillationKLLoss(score_temperature=0), "temperatures must be positive"),
+    (lambda: BM25DistillationKLLoss(target_temperature=-1, score_temperature=-1), "temperatures must be positive"),
+    (lambda: TopCandidateCrossEntropyLoss(0), "the temperature must be positive"),
+])
+def test_a_temperature_must_be_positive(make, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
+
+
+@pytest.mark.parametrize("loss", [BM25DistillationKLLoss(), TopCandidateCrossEntropyLoss()])
+def test_inputs_of_other_shapes_are_refused_with_their_shapes(loss):
+    scores, targets = torch.zeros(2, 3), torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"scores \(2, 3\), targets \(2, 3\) and mask \(2, 4\) must match"):
+        loss(scores, targets, torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"targets \(2, 4\)"):
+        loss(scores, torch.zeros(2, 4), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_passages_and_questions_are_truncated_to_their_budgets():
+    from kard_chain.reranker.model import reranker_text
+
+    model = tiny_reranker("late_interaction", WORDS)
+    model.config.max_question_tokens, model.config.max_passage_tokens = 5, 7
+    long = " ".join(WORDS)
+    assert model.embed_questions([long])[0].shape[1] == 5 and model.embed_passages([long])[0].shape[1] == 7
+    assert reranker_text("Goat", "It gives milk.") == "Goat: It gives milk." and reranker_text("", "It gives milk.") == "It gives milk."
+
+
+def test_a_reranker_saves_into_a_new_nested_folder_and_over_its_own_save(tmp_path):
+    from kard_chain.reranker.model import KardReranker
+
+    model = tiny_reranker("late_interaction", WORDS)
+    folder = tmp_path / "runs" / "a" / "final"
+    model.save_pretrained(folder)
+    model.save_pretrained(folder)  # again, into the same folder
+    again = KardReranker.from_pretrained(folder)
+    assert again.config == model.config and torch.equal(again.head.weight, model.head.weight)
+
+
+def test_cross_encoder_scores_equal_the_encoder_run_by_hand_on_the_pair():
+    model = tiny_reranker("cross_encoder", WORDS).eval()
+    model.config.max_passage_tokens = 9
+    question, passages = "where does the zorb live", ["it lives in the marsh", "a very long passage text of the reef and the tundra"]
+    by_hand = []
+    for passage in passages:  # [CLS] question [SEP] passage [SEP], with segment ids, cut at 9 tokens
+        enc = model.tokenizer(question, passage, truncation=True, max_length=9, return_tensors="pt")
+        assert enc["token_type_ids"].sum() > 0  # the passage's segment is marked
+        with torch.no_grad():
+            by_hand.append(model.head(model.encoder(**enc).last_hidden_state[:, 0]).item())
+    assert model.score([question], [passages])[0] == pytest.approx(by_hand, abs=1e-5)
+    assert model.head.bias is not None and tiny_reranker("late_interaction", WORDS).head.bias is None  # MaxSim: no offset

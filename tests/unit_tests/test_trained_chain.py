@@ -6,7 +6,7 @@ import json
 import pytest
 
 from kard_chain import BM25Retriever, Example, KardDataError
-from kard_chain.answers import parse_answer, render_target
+from kard_chain.answers import cut_at_stop, format_answer, parse_answer, render_target, strip_final_answer
 from kard_chain.chains import build_kard_chain
 from kard_chain.student.format import StudentFormatter, load_student_prompt
 from kard_chain.teacher.chain import judge
@@ -33,6 +33,19 @@ def test_every_target_the_student_learns_parses_back_to_its_answer(rationale):
 def test_a_bare_fact_ends_its_sentence_before_the_answer():
     assert render_target("fog is formed by water vapor", "A", OPTIONS) == "fog is formed by water vapor. So the answer is red (A)."
     assert render_target("Is it? Yes!", "yes") == "Is it? Yes! So the answer is yes."
+    assert render_target("  The sky is blue.  ", "B", OPTIONS) == "The sky is blue. So the answer is blue (B)."
+    assert render_target("Is it blue? So the answer is (D).", "B", OPTIONS) == "Is it blue? So the answer is blue (B)."
+
+
+def test_the_closing_sentence_is_stripped_only_after_something():
+    assert strip_final_answer("Blue. So the answer is (B).") == "Blue."
+    assert strip_final_answer("So the answer is (B).") == "So the answer is (B)."  # nothing before it: kept
+    assert strip_final_answer("  no closing here  ") == "no closing here"
+
+
+def test_a_gold_answer_is_shown_with_its_option():
+    assert format_answer("B", OPTIONS) == "(B) blue"
+    assert format_answer("E", OPTIONS) == "E" and format_answer("yes", None) == "yes"
 
 
 def test_a_prompt_file_with_a_target_template_is_refused_with_a_reason(tmp_path):
@@ -142,3 +155,31 @@ def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folde
     with pytest.raises(TypeError, match="unknown override"):
         load_kard_chain(tmp / "kard", tmp / "index", beams=4)
 
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("So the answer is, hmm, (C).", "C"),            # no leading letter, no option's words: the "(X)" form
+    ("So the answer is, hmm, (E).", None),           # a letter that is not an option
+    ("A cat is blue.", "B"),                         # no answer phrase: a leading capital is a word, not a letter
+    ("Blue is wrong. Red fits.", "A"),               # no answer phrase: the last sentence only
+    ("So the answer is red\nblue green maybe", "A"),  # the answer's first line only
+    ("So the answer is " + "z" * 197 + " red", None),  # the answer's first 200 characters only
+    ("", None),
+])
+def test_options_are_read_from_the_answer_and_nowhere_else(text, expected):
+    assert parse_answer(text, OPTIONS) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Yes, goats give milk.", "yes"), ("Goats are not fish, so NO", "no"), ("So the answer is TRUE", "yes"),
+    ("Goats say no to nothing here", None),
+])
+def test_yes_no_is_read_in_any_case(text, expected):
+    assert parse_answer(text) == expected
+
+
+def test_cut_at_stop_keeps_what_comes_before_the_first_stop():
+    assert cut_at_stop("abcXdefXg", ["X"]) == "abc"
+    assert cut_at_stop("Xabc", ["X"]) == ""
+    assert cut_at_stop("a.b|c", ["|", "."]) == "a"
+    assert cut_at_stop("abc", None) == "abc" and cut_at_stop("abc", ["Z"]) == "abc"
