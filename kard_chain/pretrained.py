@@ -92,7 +92,13 @@ def _gguf_to_folder(gguf: Path, folder: Path) -> None:
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     config = loaded.config
     del config.quantization_config
+    # The output layer is stored as its own copy of the input embeddings (untied): in a process that has loaded
+    # other models, transformers 5 does not always re-tie it on load, and then leaves it on the meta device (GGUF)
+    # or randomly initialised (a folder)
+    config.tie_word_embeddings = False
     model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(loaded.state_dict())
+    state = {k: v for k, v in loaded.state_dict().items() if not v.is_meta}
+    state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    model.load_state_dict(state)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
