@@ -74,12 +74,36 @@ class RerankingRetriever(PerCallKRetriever):
     """Passages fetched from the first stage."""
     k: int = Field(default=4, ge=1)
     """Passages returned."""
+    first_stage_weight: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    """Weight of the first stage's own score (``metadata["score"]``) beside the reranker's, each standardised
+    over the candidates (z-scores); 0 ranks by the reranker alone."""
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         docs = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()}, k=self.candidates)
-        return _best(docs, self.compressor.scores(query, docs), k or self.k)
+        scores = self.compressor.scores(query, docs)
+        if self.first_stage_weight and docs:
+            scores = fuse(scores, _first_stage_scores(docs), self.first_stage_weight)
+        return _best(docs, scores, k or self.k)
+
+
+def fuse(reranker: Sequence[float], first_stage: Sequence[float], weight: float) -> list[float]:
+    """``z(reranker) + weight * z(first_stage)``, each standardised over the same candidates (a constant list is 0)."""
+
+    def z(values: Sequence[float]) -> np.ndarray:
+        x = np.asarray(values, dtype=np.float64)
+        spread = x.std()
+        return (x - x.mean()) / spread if spread > 0 else np.zeros_like(x)
+
+    return (z(reranker) + weight * z(first_stage)).tolist()
+
+
+def _first_stage_scores(docs: Sequence[Document]) -> list[float]:
+    missing = [d.metadata.get("id", d.id) for d in docs if not isinstance(d.metadata.get("score"), (int, float))]
+    if missing:
+        raise ValueError(f"first_stage_weight needs the first stage's metadata['score']; passages {missing[:3]} have none")
+    return [float(d.metadata["score"]) for d in docs]
 
 
 def _best(documents: Sequence[Document], scores: list[float], n: int) -> list[Document]:

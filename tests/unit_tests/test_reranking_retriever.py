@@ -13,7 +13,7 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests  # noqa
 
 from kard_chain import BM25Retriever, Passage  # noqa: E402
 from kard_chain.reranker.vectors import PassageVectors  # noqa: E402
-from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever  # noqa: E402
+from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever, fuse  # noqa: E402
 from tests.unit_tests.tiny_models import tiny_reranker  # noqa: E402
 
 TEXTS = [f"{name} is {color} and lives in the {place}" for name, color, place in [
@@ -60,6 +60,31 @@ def test_reranks_candidates_by_brute_force_scores(parts):
     assert [d.metadata["id"] for d in docs] == expected
     assert [d.metadata["rerank_score"] for d in docs] == pytest.approx([brute[i] for i in expected], abs=1e-4)
     assert all("score" in d.metadata for d in docs)  # the first stage's score is kept
+
+
+def test_first_stage_weight_fuses_standardised_scores_by_hand(parts):
+    base, reranker, _ = parts
+    query = "where does zorb3 live red reef marsh"
+    candidates = base.invoke(query, k=8)
+    rerank = reranker.score([query], [[d.page_content for d in candidates]])[0]
+    first = [d.metadata["score"] for d in candidates]
+
+    def z(xs):
+        mean = sum(xs) / len(xs)
+        sd = (sum((x - mean) ** 2 for x in xs) / len(xs)) ** 0.5
+        return [(x - mean) / sd for x in xs]
+
+    for weight in (0.3, 5.0):
+        fused = {d.metadata["id"]: r + weight * b for d, r, b in zip(candidates, z(rerank), z(first))}
+        retriever = RerankingRetriever(base_retriever=base, compressor=KardRerankerCompressor(reranker=reranker), candidates=8, k=3,
+                                       first_stage_weight=weight)
+        docs = retriever.invoke(query)
+        assert [d.metadata["id"] for d in docs] == sorted(fused, key=lambda i: -fused[i])[:3]
+        assert [d.metadata["rerank_score"] for d in docs] == pytest.approx(sorted(fused.values(), reverse=True)[:3], abs=1e-4)
+    deferring = RerankingRetriever(base_retriever=base, compressor=KardRerankerCompressor(reranker=reranker), candidates=8, k=3,
+                                   first_stage_weight=1e6)  # a large weight defers to the first stage (ties may swap)
+    assert [d.metadata["score"] for d in deferring.invoke(query)] == [d.metadata["score"] for d in candidates[:3]]
+    assert fuse([1.0, 1.0], [2.0, 4.0], 1.0) == [-1.0, 1.0]  # a constant list standardises to zeros
 
 
 def test_stored_vectors_give_the_same_scores(parts):
