@@ -78,8 +78,8 @@ def evaluate_chain(
             for e, r in zip(batch, chain.batch(batch)):
                 store.append(EvaluationRecord(
                     id=e.id, question=e.question, gold=e.answer, answer=r["answer"], votes=r["votes"],
-                    passage_ids=[p["id"] for p in r["passages"]], passage_texts=[p["text"] for p in r["passages"]], correct=r["answer"] is not None and r["answer"] == e.answer,
-                    rationales=[x["text"] for x in r["rationales"]],
+                    passage_ids=[p["id"] for p in r["passages"]], passage_texts=[p["text"] for p in r["passages"]],
+                    correct=r["answer"] is not None and r["answer"] == e.answer, rationales=[x["text"] for x in r["rationales"]],
                 ))
             bar.update(len(batch))
         bar.close()
