@@ -41,18 +41,24 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, record
 
 
-def read_json(path: str | Path) -> Any:
-    """Load a JSON file, raising ``KardDataError`` that names the file on failure."""
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file, raising ``KardDataError`` that names the file when it is missing or not UTF-8."""
     path = Path(path)
     if not path.is_file():
         raise KardDataError("file not found", path=path)
     try:
-        with path.open("r", encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise KardDataError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from None
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise KardDataError(f"not UTF-8 text (byte {e.start + 1}); re-encode the file as UTF-8", path=path) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Load a JSON file, raising ``KardDataError`` that names the file on failure."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise KardDataError(f"invalid JSON ({e.msg})", path=path, line=e.lineno) from None
 
 
 def _umask() -> int:

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from kard_chain.errors import KardDataError
-from kard_chain.io import read_json, read_jsonl
+from kard_chain.io import read_json, read_jsonl, read_text
 from kard_chain.records import Passage
 
 CorpusFormat = Literal["jsonl", "strategyqa", "text", "lines"]
@@ -72,7 +72,7 @@ def read_text_passages(paths: str | Path | Iterable[str | Path], words: int = 10
     Ids are ``{file stem}-{window index}``; the title is the file stem.
     """
     for file in _text_files(paths):
-        text = _read_text(file)
+        text = read_text(file)
         for i, chunk in enumerate(chunk_words(text, words, overlap)):
             yield Passage(id=f"{file.stem}-{i}", title=file.stem, text=chunk, metadata={"source": file.name, "window": i})
 
@@ -84,7 +84,7 @@ def read_line_passages(paths: str | Path | Iterable[str | Path]) -> Iterator[Pas
     Ids are ``{file stem}-{line number}``; the title is the file stem.
     """
     for file in _text_files(paths):
-        for number, line in enumerate(_read_text(file).splitlines(), start=1):
+        for number, line in enumerate(read_text(file).splitlines(), start=1):
             text = line.strip()
             if len(text) >= 2 and text[0] == text[-1] == '"':
                 text = text[1:-1].strip()
@@ -102,17 +102,10 @@ def _text_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
         else:
             paths = [root]
     files = [Path(p) for p in paths]
-    for file in files:
+    for file in files:  # every file checked before the first passage is yielded
         if not file.is_file():
             raise KardDataError("file not found", path=file)
     return files
-
-
-def _read_text(file: Path) -> str:
-    try:
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise KardDataError(f"not UTF-8 text (byte {e.start})", path=file) from None
 
 
 def detect_format(path: str | Path) -> CorpusFormat:
