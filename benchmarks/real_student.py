@@ -50,7 +50,7 @@ from kard_chain.student.pairs import student_pairs
 from kard_chain.student.settings import STUDENT_CONFIG
 from kard_chain.student.trainer import formatter_for, train_student
 from kard_chain.teacher.cache import read_rationales
-from kard_chain.trained_chain import load_kard_chain
+from kard_chain.trained_chain import load_kard_chain, load_student_llm
 
 METHODS = ("ft", "rd", "kard")
 MAX_NEW_TOKENS = {"obqa": 64, "strategyqa": 128}
@@ -123,12 +123,17 @@ def train(method: str, task: Task, model: str, index: Path, steps: int, args, wo
     return train_student(config, show_progress=not args.quiet)
 
 
-def evaluate(task: Task, method: str, retriever: str, index: Path, args, work: Path) -> dict:
+def load_student(task: Task, method: str, args, work: Path):
+    """The trained student as a LangChain LLM (loaded once, read through each retriever)."""
+    return load_student_llm(work / task.name / method / "final", n=args.n, max_new_tokens=MAX_NEW_TOKENS[task.name],
+                            batch_size=args.generate_batch, dtype=args.dtype)
+
+
+def evaluate(task: Task, method: str, llm, retriever: str, index: Path, args, work: Path) -> dict:
     """Accuracy of one trained student on the task's evaluation questions (per-example file beside it)."""
     student = work / task.name / method / "final"
     reranker = args.reranker if retriever == "reranker" else None
-    chain = load_kard_chain(student, index=index if method == "kard" else None, reranker=reranker, n=args.n,
-                            max_new_tokens=MAX_NEW_TOKENS[task.name], batch_size=args.generate_batch, dtype=args.dtype)
+    chain = load_kard_chain(llm, index=index if method == "kard" else None, reranker=reranker, n=args.n)
     name = method if method != "kard" else f"kard-{retriever}"
     out = work / task.name / f"eval-{name}.jsonl"
     settings = {"student": str(student), "trained": (student.parent / "metrics.json").read_text(), "retriever": retriever,
@@ -166,10 +171,13 @@ def run(args) -> dict:
             clock = time.perf_counter()
             metrics = train(method, task, model, index, steps, args, work)
             stages[f"{task.name}/train-{method}"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            llm = load_student(task, method, args, work)
+            stages[f"{task.name}/load-{method}"] = time.perf_counter() - clock
             retrievers = ["bm25", "reranker"] if method == "kard" and args.reranker else ["bm25"]
             for retriever in retrievers:
                 clock = time.perf_counter()
-                row = evaluate(task, method, retriever, index, args, work)
+                row = evaluate(task, method, llm, retriever, index, args, work)
                 stages[f"{task.name}/eval-{row['method']}"] = time.perf_counter() - clock
                 rows.append({**row, "steps": metrics["step"], "pairs": metrics["pairs"], "last_loss": metrics["last_loss"],
                              "train_s": metrics["train_seconds"], "eval_s": stages[f"{task.name}/eval-{row['method']}"]})
