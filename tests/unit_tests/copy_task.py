@@ -27,3 +27,14 @@ def copy_task(n_train=240, n_test=40, seed=0):
 def write_jsonl(path, records):
     path.write_text("".join(json.dumps(r.model_dump(mode="json")) + "\n" for r in records))
     return path
+
+
+def write_copy_task(folder, n_train, n_test):
+    """The task as files in ``folder``: ``train.jsonl``, ``test.jsonl``, ``passages.jsonl`` and a BM25 ``index/``."""
+    from kard_chain import BM25Retriever
+
+    train, test, passages = copy_task(n_train=n_train, n_test=n_test)
+    for name, records in (("train", train), ("test", test), ("passages", passages)):
+        write_jsonl(folder / f"{name}.jsonl", records)
+    BM25Retriever.build(passages, folder / "index", show_progress=False)
+    return train, test, passages

@@ -20,7 +20,7 @@ from kard_chain.manifest import Manifest, ManifestMismatch, prepare_output
 from kard_chain.records import Passage
 from kard_chain.teacher.cache import TeacherRecord
 from kard_chain.testing.openai_server import FakeOpenAIServer
-from tests.unit_tests.copy_task import copy_task, write_jsonl
+from tests.unit_tests.copy_task import write_copy_task
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,11 +40,7 @@ def snapshot(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("artefacts")
-    train, test, passages = copy_task(n_train=12, n_test=4)
-    write_jsonl(tmp / "passages.jsonl", passages)
-    write_jsonl(tmp / "train.jsonl", train)
-    write_jsonl(tmp / "test.jsonl", test)
-    BM25Retriever.build(passages, tmp / "index", show_progress=False)
+    write_copy_task(tmp, n_train=12, n_test=4)
     return tmp
 
 

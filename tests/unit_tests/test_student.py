@@ -18,7 +18,7 @@ from kard_chain.cli import main as kard  # noqa: E402
 from kard_chain.student.llm import DecoderLLM  # noqa: E402
 from kard_chain.student.trainer import StudentTrainingConfig, train_student  # noqa: E402
 from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
-from tests.unit_tests.copy_task import copy_task, write_jsonl  # noqa: E402
+from tests.unit_tests.copy_task import write_copy_task  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCAB = "question : options : knowledge : so the answer is ( a ) ( b ) ( c ) ( d ) red blue green yellow [ 1 ] [ 2 ] ..."
@@ -27,10 +27,7 @@ VOCAB = "question : options : knowledge : so the answer is ( a ) ( b ) ( c ) ( d
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("student")
-    train, test, passages = copy_task(n_train=240, n_test=40)
-    write_jsonl(tmp / "train.jsonl", train)
-    write_jsonl(tmp / "test.jsonl", test)
-    BM25Retriever.build(passages, tmp / "index")
+    train, test, passages = write_copy_task(tmp, n_train=240, n_test=40)
     tok = word_tokenizer([p.text for p in passages] + [e.question for e in train + test] + [VOCAB])
     for name, dropout in (("init", 0.0), ("init_dropout", 0.1)):  # dropout slows this tiny task down
         scratch_t5(tok, d_model=64, layers=2, heads=4, dropout=dropout).save_pretrained(tmp / name)
