@@ -100,5 +100,10 @@ def _gguf_to_folder(gguf: Path, folder: Path) -> None:
     state = {k: v for k, v in loaded.state_dict().items() if not v.is_meta}
     state["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
     model.load_state_dict(state)
+    # The tokenizer's end token is the model's: students learn to end their answers with the tokenizer's, and
+    # generation stops at the model's (transformers 5.17 reads this GGUF's end token as <|im_start|>)
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(config.eos_token_id)
+    if config.pad_token_id is not None:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(config.pad_token_id)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

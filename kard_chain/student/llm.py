@@ -94,10 +94,19 @@ class T5LLM(BaseLLM):
 
     def _generate_kwargs(self, p: dict[str, Any]) -> dict[str, Any]:
         kw = {"max_new_tokens": p["max_new_tokens"], "do_sample": p["do_sample"], "use_cache": True,
-              "pad_token_id": self.tokenizer.pad_token_id}
+              "pad_token_id": self.tokenizer.pad_token_id, "eos_token_id": self._eos_ids()}
         if p["do_sample"]:
             kw.update(temperature=p["temperature"], top_p=p["top_p"], top_k=p["top_k"])
         return kw
+
+    def _eos_ids(self) -> list[int]:
+        """Where generation ends: the tokenizer's end token (the one the trainer appends to every target) and
+        the model's own. They differ when a tokenizer's metadata disagrees with the model's config (SmolLM2's
+        GGUF under transformers 5.17 names ``<|im_start|>`` as its end token): stopping at the model's alone let
+        students run past their answers."""
+        configured = self.model.generation_config.eos_token_id
+        configured = configured if isinstance(configured, list) else [configured]
+        return list(dict.fromkeys(i for i in [self.tokenizer.eos_token_id, *configured] if i is not None))
 
     def _encode(self, prompts: list[str]):
         return self.tokenizer(prompts, return_tensors="pt", padding=True, truncation=True,

@@ -46,7 +46,9 @@ def test_smollm2_folder_computes_what_the_gguf_computes(tmp_path):
     reference = AutoModelForCausalLM.from_pretrained(str(gguf), gguf_file=pretrained.SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert not hasattr(model.config, "quantization_config")
-    ids = AutoTokenizer.from_pretrained(folder)("Fog is formed by water vapor", return_tensors="pt")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert tokenizer.convert_ids_to_tokens(model.config.eos_token_id) == tokenizer.eos_token == "<|im_end|>"  # what students end with
+    ids = tokenizer("Fog is formed by water vapor", return_tensors="pt")
     with torch.inference_mode():  # the body (the output layer of a GGUF load can be left on meta: see _gguf_to_folder)
         assert torch.equal(model.model(**ids).last_hidden_state, reference.model(**ids).last_hidden_state)
     assert torch.equal(model.lm_head.weight, reference.model.embed_tokens.weight)  # SmolLM2's output layer is its embeddings

@@ -147,6 +147,34 @@ def test_decoder_only_student_trains_and_samples(tmp_path, setup):
     assert [len(g) for g in gens] == [3, 3] and all(g.generation_info["logprob"] < 0 for g in gens[0])
 
 
+def test_generation_ends_at_the_end_token_the_student_learned(monkeypatch):
+    """The trainer ends every target with the tokenizer's end token; generation must stop there even when the
+    model's config names another (SmolLM2's GGUF under transformers 5.17 did: answers ran on for 60 tokens)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = word_tokenizer([VOCAB])
+    tok.eos_token = "red"  # the end token the student learned
+    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=8, n_layer=1, n_head=2, n_positions=64,
+                                     tie_word_embeddings=False, eos_token_id=tok.convert_tokens_to_ids("blue"),
+                                     pad_token_id=tok.pad_token_id))
+    with torch.no_grad():  # every position's hidden state is all ones, and only "red" scores
+        gpt.transformer.ln_f.weight.zero_()
+        gpt.transformer.ln_f.bias.fill_(1.0)
+        gpt.lm_head.weight.zero_()
+        gpt.lm_head.weight[tok.eos_token_id] = 1.0
+    llm = DecoderLLM(model=gpt.eval(), tokenizer=tok, model_id="engineered", n=1, max_new_tokens=6)
+    lengths, generate = [], gpt.generate
+
+    def counting_generate(**kw):
+        out = generate(**kw)
+        lengths.append(out.shape[1] - kw["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(gpt, "generate", counting_generate)
+    llm.invoke("question : what colour ?", do_sample=False)
+    assert lengths == [1]
+
+
 def test_two_cpu_processes_under_accelerate(setup):
     tmp, _ = setup
     out = tmp / "ddp"
