@@ -54,6 +54,8 @@ class RerankerTrainingConfig(TrainingConfig):
     """Dropout on the LoRA adapters."""
     lora_target_modules: list[str] | None = None
     """Modules that get adapters (default: peft's choice for the architecture)."""
+    freeze_layers: int = Field(default=0, ge=0)
+    """The embeddings and this many lower encoder layers stay as pretrained (cheaper steps: no gradients there)."""
     max_question_tokens: int = Field(default=64, ge=1)
     """Questions are truncated to this many tokens."""
     max_passage_tokens: int = Field(default=256, ge=1)

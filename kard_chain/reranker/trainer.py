@@ -59,6 +59,17 @@ def _with_lora(model, config: RerankerTrainingConfig):
     return model
 
 
+def _freeze_lower_layers(encoder, n: int) -> None:
+    """Stop gradients to the embeddings and the ``n`` lowest layers of a BERT-style encoder."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if getattr(encoder, "embeddings", None) is None or layers is None:
+        raise ValueError(f"freeze_layers: {type(encoder).__name__} has no .embeddings and .encoder.layer (BERT-style) to freeze")
+    if n > len(layers):
+        raise ValueError(f"freeze_layers={n}, but the encoder has {len(layers)} layers")
+    for module in [encoder.embeddings, *layers[:n]]:
+        module.requires_grad_(False)
+
+
 class _RerankerTask:
     """The reranker's side of the shared loop: sample candidates, score them, compare with the BM25 targets."""
 
@@ -127,6 +138,8 @@ def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]
                            max_passage_tokens=config.max_passage_tokens)
     torch.manual_seed(config.seed)
     model = KardReranker.from_encoder(config.encoder, rconf)
+    if config.freeze_layers:
+        _freeze_lower_layers(model.encoder, config.freeze_layers)
     if config.lora_r:
         model = _with_lora(model, config)
     if checkpoints:

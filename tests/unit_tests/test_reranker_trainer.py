@@ -90,6 +90,20 @@ def test_lora_trains_adapters_and_saves_a_plain_encoder(setup, tmp_path):
     assert changed and all("attention" in n for n in changed)  # only the adapted (query/value) weights moved
 
 
+def test_frozen_lower_layers_keep_their_pretrained_weights(setup, tmp_path):
+    from kard_chain.reranker.model import KardReranker
+
+    out = tmp_path / "frozen"
+    metrics = train_reranker(config(setup, out, max_steps=4, freeze_layers=1, eval_fraction=0.0))
+    assert metrics["last_loss"] < metrics["first_loss"]
+    trained = dict(KardReranker.from_pretrained(out / "final").encoder.named_parameters())
+    original = dict(KardReranker.from_encoder(str(setup / "encoder")).encoder.named_parameters())
+    moved = {n for n in original if not torch.equal(original[n], trained[n])}
+    assert moved and all(n.startswith("encoder.layer.") and not n.startswith("encoder.layer.0.") for n in moved)
+    with pytest.raises(ValueError, match="freeze_layers=9, but the encoder has 2 layers"):
+        train_reranker(config(setup, tmp_path / "too_many", max_steps=1, freeze_layers=9))
+
+
 def test_refuses_a_non_empty_folder(setup, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
