@@ -8,6 +8,11 @@ Folder format: ``vectors.npy`` (float16 ``[total tokens, dim]``), ``offsets.npy`
 
     vectors = PassageVectors.build(reranker, passages, "vectors/")
     vectors = PassageVectors.load("vectors/")
+    small = vectors.compress("vectors-2bit/")    # about 34 bytes per token instead of 256
+
+A compressed folder (:mod:`kard_chain.reranker.codec`) holds ``codes.npy`` (each token's centroid),
+``residuals.npy`` (packed residual buckets) and ``centroids.npy`` in place of ``vectors.npy``; it
+loads and ranks through the same calls, decoding only the candidates' tokens.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory
 from kard_chain.progress import progress
 from kard_chain.records import Passage
+from kard_chain.reranker.codec import ResidualCodec, default_centroids
 
 
 class PassageVectors:
     """Token embeddings of passages by id."""
 
-    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, ids: Sequence[str], meta: dict) -> None:
+    def __init__(self, vectors: np.ndarray | None, offsets: np.ndarray, ids: Sequence[str], meta: dict,
+                 compressed: tuple[ResidualCodec, np.ndarray, np.ndarray] | None = None) -> None:
+        """``vectors`` (fp16 rows), or ``compressed``: the codec, the centroid codes and the packed residuals."""
         self.vectors, self.offsets, self.ids, self.meta = vectors, offsets, list(ids), meta
+        self.compressed = compressed
 
     @cached_property
     def row_of(self) -> dict[str, int]:
@@ -37,18 +46,51 @@ class PassageVectors:
 
     @property
     def bytes_per_passage(self) -> float:
-        """Mean storage per passage (vectors + offset)."""
-        return (self.vectors.nbytes + self.offsets.nbytes) / max(len(self.ids), 1)
+        """Mean storage per passage: token vectors (or codes, residuals and the shared centroids) and offsets."""
+        stored = [self.vectors] if self.compressed is None else [self.compressed[0].centroids, *self.compressed[1:]]
+        return (sum(a.nbytes for a in stored) + self.offsets.nbytes) / max(len(self.ids), 1)
 
     def __contains__(self, passage_id: str) -> bool:
         return passage_id in self.row_of
 
     def gather(self, passage_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The token vectors of these passages, concatenated (float32), and each one's start row."""
-        rows = [self.row_of[i] for i in passage_ids]
-        parts = [self.vectors[self.offsets[r] : self.offsets[r + 1]] for r in rows]
-        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
-        return np.concatenate(parts).astype(np.float32), starts
+        spans = [(self.offsets[r], self.offsets[r + 1]) for r in (self.row_of[i] for i in passage_ids)]
+        starts = np.cumsum([0] + [b - a for a, b in spans[:-1]])
+        if self.compressed is None:
+            return np.concatenate([self.vectors[a:b] for a, b in spans]).astype(np.float32), starts
+        codec, codes, residuals = self.compressed
+        return codec.decode(np.concatenate([codes[a:b] for a, b in spans]),
+                            np.concatenate([residuals[a:b] for a, b in spans])), starts
+
+    def compress(self, path: str | Path, *, nbits: int = 2, n_centroids: int | None = None, seed: int = 0,
+                 overwrite: bool = False, show_progress: bool = True) -> PassageVectors:
+        """A compressed copy in ``path`` (see :mod:`kard_chain.reranker.codec`): the codec is fitted on a sample
+        of the tokens, then every token is encoded in chunks, straight into memory-mapped files."""
+        if self.compressed is not None:
+            raise ValueError("these vectors are compressed already")
+        total = len(self.vectors)
+        k = min(n_centroids or default_centroids(total), total)
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(total, size=min(total, 64 * k), replace=False))
+        codec = ResidualCodec.fit(self.vectors[sample], nbits=nbits, n_centroids=k, seed=seed)
+        bar = progress(total=total, desc="compressing vectors", unit=" tokens", disable=not show_progress)
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=codec.code_dtype, shape=(total,))
+            width = self.vectors.shape[1] * nbits // 8
+            residuals = np.lib.format.open_memmap(tmp / "residuals.npy", mode="w+", dtype=np.uint8, shape=(total, width))
+            for start in range(0, total, 65_536):
+                codes[start : start + 65_536], residuals[start : start + 65_536] = codec.encode(self.vectors[start : start + 65_536])
+                bar.update(min(65_536, total - start))
+            codes.flush()
+            residuals.flush()
+            del codes, residuals
+            np.save(tmp / "centroids.npy", codec.centroids.astype(np.float16))  # decoded in float32
+            np.save(tmp / "offsets.npy", self.offsets)
+            (tmp / "ids.json").write_text(json.dumps(self.ids))
+            (tmp / "meta.json").write_text(json.dumps({**self.meta, "compression": codec.state()}))
+        bar.close()
+        return PassageVectors.load(path)
 
     @classmethod
     def build(
@@ -104,9 +146,12 @@ class PassageVectors:
         if not (path / "meta.json").is_file():
             raise KardDataError("not a passage-vector folder (meta.json missing)", path=path)
         mode = "r" if mmap else None
-        return cls(
-            np.load(path / "vectors.npy", mmap_mode=mode, allow_pickle=False),
-            np.load(path / "offsets.npy", allow_pickle=False),
-            json.loads((path / "ids.json").read_text()),
-            json.loads((path / "meta.json").read_text()),
-        )
+        meta = json.loads((path / "meta.json").read_text())
+        offsets = np.load(path / "offsets.npy", allow_pickle=False)
+        ids = json.loads((path / "ids.json").read_text())
+        if "compression" not in meta:
+            return cls(np.load(path / "vectors.npy", mmap_mode=mode, allow_pickle=False), offsets, ids, meta)
+        state = meta["compression"]
+        codec = ResidualCodec(np.load(path / "centroids.npy", allow_pickle=False), state["cutoffs"], state["weights"], state["nbits"])
+        return cls(None, offsets, ids, meta, compressed=(codec, np.load(path / "codes.npy", mmap_mode=mode, allow_pickle=False),
+                                                         np.load(path / "residuals.npy", mmap_mode=mode, allow_pickle=False)))
