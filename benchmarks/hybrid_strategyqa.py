@@ -8,7 +8,7 @@ reranker over each.
 Held-out questions: the reranker benchmark's stable hash split (``--eval-fraction``), never trained on.
 Recall@5 and Recall@100 of the gold evidence paragraphs (the union over annotators) for each first
 stage, and Recall@5 of the reranker over each first stage's top 100 (reranking 100 candidates
-leaves Recall@100 as it is). Without a trained reranker in ``WORK/reranker/final`` the reranker
+leaves Recall@100 as it is). Without a trained reranker in ``WORK/reranker-defaults/final`` the reranker
 rows are left out.
 """
 
@@ -31,16 +31,17 @@ def recall(ranked: list[str], gold: set[str], k: int) -> float:
     return len(set(ranked[:k]) & gold) / len(gold)
 
 
-def load_compressor(work: Path):
-    """The trained reranker (with its stored passage vectors where built) as a compressor, or ``None`` without one."""
+def load_compressor(run: Path):
+    """The trained reranker of a ``rerank_strategyqa.py`` run folder (with its stored passage vectors where built) as a
+    compressor, or ``None`` without one."""
     from kard_chain.reranker.model import KardReranker
     from kard_chain.reranker.vectors import PassageVectors
     from kard_chain.retrievers.reranking import KardRerankerCompressor
 
-    if not (work / "reranker" / "final" / "reranker.json").is_file():
+    if not (run / "final" / "reranker.json").is_file():
         return None
-    vectors = PassageVectors.load(work / "vectors") if (work / "vectors" / "meta.json").is_file() else None
-    return KardRerankerCompressor(reranker=KardReranker.from_pretrained(work / "reranker" / "final"), vectors=vectors, top_n=5)
+    vectors = PassageVectors.load(run / "vectors") if (run / "vectors" / "meta.json").is_file() else None
+    return KardRerankerCompressor(reranker=KardReranker.from_pretrained(run / "final"), vectors=vectors, top_n=5)
 
 
 def main() -> None:
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, required=True, help="index, Chroma store and (optional) trained reranker")
     parser.add_argument("--eval-fraction", type=float, default=0.15, help="held-out share (as rerank_strategyqa.py)")
     parser.add_argument("--embedding", default="minilm", help="dense embedding: minilm, or an encoder folder")
+    parser.add_argument("--reranker", type=Path, help="a rerank_strategyqa.py run folder (default: WORK/reranker-defaults)")
     args = parser.parse_args()
     sqa, work = args.data_dir / "strategyqa", args.work_dir
     paragraphs = sqa / "strategyqa_train_paragraphs.json"
@@ -66,7 +68,7 @@ def main() -> None:
     held_out = [e for e in load_dataset("strategyqa", sqa) if is_held_out(e.id, args.eval_fraction) and e.evidence_ids]
     print(f"{len(held_out)} held-out questions with evidence")
 
-    compressor = load_compressor(work)  # loaded once; it reranks each first stage's own top 100
+    compressor = load_compressor(args.reranker or work / "reranker-defaults")  # loaded once; it reranks each first stage's own top 100
     rows: dict[str, tuple[list[float], list[float]]] = {}
     for name, stage in stages.items():
         first, top5, seconds = rows.setdefault(name, ([], [])), rows.setdefault(f"reranker over {name}", ([], [])), 0.0

@@ -3,12 +3,14 @@
     python benchmarks/rerank_bench.py --data-dir ../shared/data --work-dir /tmp/rerank
 
 - late interaction with stored passage vectors (fp16, memory-mapped): one question encoding + MaxSim;
+- the same with the vectors compressed to 2 bits per dimension (``PassageVectors.compress``);
 - late interaction encoding the 100 passages at query time;
 - a cross-encoder scoring the 100 (question, passage) pairs (untrained head: latency only).
 
-Reuses ``WORK/reranker/final`` and ``WORK/vectors`` from ``rerank_strategyqa.py`` where they
-exist; otherwise starts from the packaged all-MiniLM-L6-v2 with a fresh projection (speed
-does not depend on training) and encodes the passages first.
+Reuses a ``rerank_strategyqa.py`` run folder (``--reranker``, default ``WORK/reranker-defaults``:
+its ``final/`` model, ``vectors/`` and ``vectors-2bit/``) where they exist; otherwise starts from
+the packaged all-MiniLM-L6-v2 with a fresh projection (speed does not depend on training) and
+encodes (and compresses) the passages first.
 """
 
 from __future__ import annotations
@@ -39,14 +41,17 @@ def median_ms(retriever, questions: list[str]) -> float:
     return statistics.median(times) * 1000
 
 
-def latency_table(bm25, reranker, vectors, encoder: Path, questions: list[str], candidates: int = 100, max_passage_tokens: int = 128) -> str:
-    """Median latency per question of each path, as printable lines."""
+def latency_table(bm25, reranker, vectors, encoder: Path, questions: list[str], candidates: int = 100, max_passage_tokens: int = 128,
+                  compressed=None) -> str:
+    """Median latency per question of each path (``compressed``: a compressed copy of ``vectors``), as printable lines."""
     def retriever(compressor):
         return RerankingRetriever(base_retriever=bm25, compressor=compressor, candidates=candidates, k=10)
 
     cross = KardReranker.from_encoder(str(encoder), RerankerConfig(scoring="cross_encoder", max_passage_tokens=max_passage_tokens))
+    stored = [("late interaction, stored passage vectors", vectors)] + ([("late interaction, 2-bit compressed vectors", compressed)]
+                                                                       if compressed is not None else [])
     rows = [
-        ("late interaction, stored passage vectors", retriever(KardRerankerCompressor(reranker=reranker, vectors=vectors)), questions),
+        *((name, retriever(KardRerankerCompressor(reranker=reranker, vectors=v)), questions) for name, v in stored),
         ("late interaction, passages encoded live", retriever(KardRerankerCompressor(reranker=reranker)), questions[:10]),
         ("cross-encoder", retriever(KardRerankerCompressor(reranker=cross)), questions[:5]),
         ("BM25 first stage alone", bm25, questions),
@@ -54,9 +59,10 @@ def latency_table(bm25, reranker, vectors, encoder: Path, questions: list[str], 
     lines = [f"median latency per question, {candidates} candidates, torch threads {torch.get_num_threads()}:"]
     for name, r, qs in rows:
         lines.append(f"  {name:<44}{median_ms(r, qs):9.1f} ms   ({len(qs)} questions)")
-    per_passage = vectors.bytes_per_passage
-    lines.append(f"stored vectors: {per_passage / 1024:.1f} KiB per passage (fp16, dim {vectors.meta['dim']}, "
-                 f"{vectors.vectors.shape[0] / len(vectors.ids):.0f} tokens on average), {vectors.vectors.nbytes / 2**20:.0f} MiB in all")
+    tokens = len(vectors.vectors) / len(vectors.ids)
+    for name, v in stored:
+        lines.append(f"{name}: {v.bytes_per_passage / 1024:.2f} KiB per passage (dim {vectors.meta['dim']}, {tokens:.0f} tokens "
+                     f"on average; {v.bytes_per_passage * len(v.ids) / 2**20:.0f} MiB in all, shared centroids included)")
     return "\n".join(lines)
 
 
@@ -66,6 +72,7 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path)
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--candidates", type=int, default=100)
+    parser.add_argument("--reranker", type=Path, help="a rerank_strategyqa.py run folder (default: WORK/reranker-defaults)")
     args = parser.parse_args()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="kard-rerank-bench-"))
     sqa = args.data_dir / "strategyqa"
@@ -73,15 +80,22 @@ def main() -> None:
         BM25Retriever.build(read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), work / "index", show_progress=False)
     bm25 = BM25Retriever.load(work / "index", k=args.candidates)
     encoder = minilm_path(work / "models")
-    trained = work / "reranker" / "final"
+    run = args.reranker or work / "reranker-defaults"
+    trained = run / "final"
     reranker = KardReranker.from_pretrained(trained) if trained.is_dir() else KardReranker.from_encoder(str(encoder))
-    if (work / "vectors" / "meta.json").is_file():
-        vectors = PassageVectors.load(work / "vectors")
+    if (run / "vectors" / "meta.json").is_file():
+        vectors = PassageVectors.load(run / "vectors")
     else:
-        vectors = PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), work / "vectors")
+        vectors = PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), run / "vectors")
+    if (run / "vectors-2bit" / "meta.json").is_file():
+        compressed = PassageVectors.load(run / "vectors-2bit")
+    else:
+        start = time.perf_counter()
+        compressed = vectors.compress(run / "vectors-2bit")
+        print(f"compressed the vectors in {time.perf_counter() - start:.0f} s")
     questions = [e.question for e in load_dataset("strategyqa", sqa)][: args.questions]
     print(f"machine: {os.cpu_count()} cores; reranker: {'trained' if trained.is_dir() else 'MiniLM with a fresh projection'}")
-    print(latency_table(bm25, reranker, vectors, encoder, questions, args.candidates))
+    print(latency_table(bm25, reranker, vectors, encoder, questions, args.candidates, compressed=compressed))
 
 
 if __name__ == "__main__":
