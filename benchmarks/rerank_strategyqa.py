@@ -133,11 +133,11 @@ def main() -> None:
             rows.setdefault(name, []).append((order[:10], set(ex.evidence_ids), is_dev(ex.id)))
     print(f"\nreranker: {final}")
     for part, keep in (("dev half", True), ("test half", False), ("all held out", None)):
-        print(f"\n{part + ': recall of gold evidence':<42}{'R@1':>8}{'R@5':>8}{'R@10':>8}")
+        print(f"\n{part + ': recall of gold evidence':<52}{'R@1':>8}{'R@5':>8}{'R@10':>8}")
         for name, results in rows.items():
             chosen = [(r, g) for r, g, d in results if keep is None or d == keep]
             cells = [statistics.mean(recall(r, g, k) for r, g in chosen) for k in (1, 5, 10)]
-            print(f"{name:<42}" + "".join(f"{c:>8.3f}" for c in cells))
+            print(f"{name:<52}" + "".join(f"{c:>8.3f}" for c in cells))
     print(f"\ntraining: {train_s:.0f} s (0 s if an earlier run's model was reused)")
     print(f"passage vectors: {vectors_s:.0f} s to encode {len(vectors.ids)} passages (0 s if reused)")
     if args.latency:

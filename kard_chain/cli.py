@@ -182,7 +182,8 @@ def _student_chain(args: argparse.Namespace):
     """The chain the student folder calls for, through :func:`kard_chain.trained_chain.load_kard_chain`."""
     from kard_chain.trained_chain import load_kard_chain
 
-    return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates, n=args.n,
+    return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates,
+                           first_stage_weight=args.first_stage_weight, n=args.n,
                            max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
                            method=args.method)
 
@@ -192,10 +193,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kard_chain.evaluation import evaluate_chain
     from kard_chain.manifest import identity
 
+    from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
+
     examples = load_dataset(args.dataset, args.data_dir, split=args.split)[: args.limit]
+    if args.first_stage_weight is None:
+        args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
-                **{key: getattr(args, key) for key in ("method", "k", "candidates", "n", "temperature", "max_new_tokens",
-                                                       "dataset", "split")}}
+                **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "n", "temperature",
+                                                       "max_new_tokens", "dataset", "split")}}
     summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,
                              overwrite=args.overwrite)
     print(f"{args.dataset} {args.split}: {summary.format()}; per-example records in {args.out}")
@@ -233,6 +238,8 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", help="BM25 index folder (students trained with passages)")
     p.add_argument("--reranker", help="trained KARD reranker folder: rerank the BM25 candidates")
     p.add_argument("--candidates", type=POSITIVE_INT, default=100, help="BM25 candidates for the reranker")
+    p.add_argument("--first-stage-weight", type=NON_NEGATIVE,
+                   help="weight of z(BM25) beside z(reranker) in the ranking (default 0.3; 0: the reranker alone)")
     p.add_argument("-k", type=POSITIVE_INT, help="passages per question")
     p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
     p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the student")

@@ -24,7 +24,9 @@ from kard_chain.student.settings import StudentSettings, read_student_settings
 
 LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
 """Overrides that go to the student LLM."""
-OVERRIDES = (*LLM_FIELDS, "k", "candidates", "method", "device", "dtype")
+OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "method", "device", "dtype")
+FIRST_STAGE_WEIGHT = 0.3
+"""Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: README)."""
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:
@@ -48,7 +50,8 @@ def load_student_llm(student: str | Path, settings: StudentSettings | None = Non
     )
 
 
-def _reranking(index: str | Path | BaseRetriever, reranker: Any, vectors: Any, k: int, candidates: int) -> BaseRetriever:
+def _reranking(index: str | Path | BaseRetriever, reranker: Any, vectors: Any, k: int, candidates: int,
+               first_stage_weight: float) -> BaseRetriever:
     from kard_chain.reranker.model import KardReranker
     from kard_chain.reranker.vectors import PassageVectors
     from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
@@ -58,6 +61,7 @@ def _reranking(index: str | Path | BaseRetriever, reranker: Any, vectors: Any, k
     if vectors is not None and not isinstance(vectors, PassageVectors):
         vectors = PassageVectors.load(vectors)
     return RerankingRetriever(base_retriever=_first_stage(index, candidates), candidates=candidates, k=k,
+                              first_stage_weight=first_stage_weight,
                               compressor=KardRerankerCompressor(reranker=reranker, vectors=vectors, top_n=k))
 
 
@@ -84,7 +88,8 @@ def load_kard_chain(
     trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors.
     Overrides: ``n``, ``temperature``, ``max_new_tokens``, ``top_p``, ``top_k``, ``do_sample``,
     ``batch_size``, ``device``, ``dtype``, ``k`` (passages read), ``candidates`` (first-stage
-    passages for the reranker, default 100) and ``method``/``k`` for a folder without settings.
+    passages for the reranker, default 100), ``first_stage_weight`` (z(BM25) beside z(reranker),
+    default 0.3; 0 ranks by the reranker alone) and ``method``/``k`` for a folder without settings.
     """
     from kard_chain.chains import build_kard_chain, build_rd_chain
     from kard_chain.student.format import StudentFormatter
@@ -106,7 +111,9 @@ def load_kard_chain(
         return build_rd_chain(llm, n=n, formatter=formatter)
     if index is None:
         raise KardDataError(f"the student in {folder} reads passages ({settings.method}, k={settings.k}): give an index")
-    retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100) if reranker is not None
-                 else _first_stage(index, settings.k))
+    weight = overrides.get("first_stage_weight")
+    retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100,
+                            FIRST_STAGE_WEIGHT if weight is None else weight)
+                 if reranker is not None else _first_stage(index, settings.k))
     return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter)
 

@@ -132,14 +132,22 @@ def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(s
 
 
 def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
-    from kard_chain import load_kard_chain
+    from kard_chain import BM25Retriever, load_kard_chain
+    from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
     from tests.unit_tests.tiny_models import tiny_reranker
 
     tmp, test = student_folders
     words = sorted({w for e in test for w in e.question.split()} | {"the", "is", "red", "blue", "green", "yellow", "."})
-    out = load_kard_chain(tmp / "kard", tmp / "index", reranker=tiny_reranker("late_interaction", words), candidates=5,
-                          n=1, max_new_tokens=2).invoke(test[0])
-    assert len(out["passages"]) == 2
+    reranker = tiny_reranker("late_interaction", words)
+    candidates = BM25Retriever.load(tmp / "index", k=5).invoke(test[0].question)
+    model = KardRerankerCompressor(reranker=reranker).scores(test[0].question, candidates)
+    first = [d.metadata["score"] for d in candidates]
+    for weight in (None, 0.0, 3.0):  # None: the default, 0.3
+        fused = fuse(model, first, 0.3 if weight is None else weight)
+        expected = [candidates[i].metadata["id"] for i in sorted(range(5), key=lambda i: -fused[i])[:2]]
+        out = load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, candidates=5, first_stage_weight=weight,
+                              n=1, max_new_tokens=2).invoke(test[0])
+        assert [p["id"] for p in out["passages"]] == expected, weight
 
 
 def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folders):
