@@ -47,8 +47,11 @@ class PassageVectors:
     @property
     def bytes_per_passage(self) -> float:
         """Mean storage per passage: token vectors (or codes, residuals and the shared centroids) and offsets."""
-        stored = [self.vectors] if self.compressed is None else [self.compressed[0].centroids, *self.compressed[1:]]
-        return (sum(a.nbytes for a in stored) + self.offsets.nbytes) / max(len(self.ids), 1)
+        if self.compressed is None:
+            stored = self.vectors.nbytes
+        else:  # the centroids are stored as fp16
+            stored = self.compressed[0].centroids.size * 2 + self.compressed[1].nbytes + self.compressed[2].nbytes
+        return (stored + self.offsets.nbytes) / max(len(self.ids), 1)
 
     def __contains__(self, passage_id: str) -> bool:
         return passage_id in self.row_of
