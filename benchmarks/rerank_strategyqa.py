@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--reranker", type=Path, help="evaluate this trained reranker folder instead of training one")
     parser.add_argument("--k", type=int, default=20, help="passages per query when building candidates")
     parser.add_argument("--rerank-candidates", type=int, default=100)
-    parser.add_argument("--first-stage-weight", type=float, nargs="+", default=[0.0, 0.3],
+    parser.add_argument("--first-stage-weight", type=float, nargs="+", default=[0.0, 0.2],
                         help="weights of z(BM25) beside z(reranker) to report")
     parser.add_argument("--compressed", action="store_true", help="also rank with the vectors compressed to 2 bits")
     parser.add_argument("--latency", action="store_true", help="also time the reranking paths per question")

@@ -239,7 +239,7 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reranker", help="trained KARD reranker folder: rerank the BM25 candidates")
     p.add_argument("--candidates", type=POSITIVE_INT, default=100, help="BM25 candidates for the reranker")
     p.add_argument("--first-stage-weight", type=NON_NEGATIVE,
-                   help="weight of z(BM25) beside z(reranker) in the ranking (default 0.3; 0: the reranker alone)")
+                   help="weight of z(BM25) beside z(reranker) in the ranking (default 0.2; 0: the reranker alone)")
     p.add_argument("-k", type=POSITIVE_INT, help="passages per question")
     p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
     p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the student")

@@ -134,6 +134,7 @@ def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(s
 def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
     from kard_chain import BM25Retriever, load_kard_chain
     from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
+    from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
     from tests.unit_tests.tiny_models import tiny_reranker
 
     tmp, test = student_folders
@@ -142,8 +143,8 @@ def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
     candidates = BM25Retriever.load(tmp / "index", k=5).invoke(test[0].question)
     model = KardRerankerCompressor(reranker=reranker).scores(test[0].question, candidates)
     first = [d.metadata["score"] for d in candidates]
-    for weight in (None, 0.0, 3.0):  # None: the default, 0.3
-        fused = fuse(model, first, 0.3 if weight is None else weight)
+    for weight in (None, 0.0, 3.0):  # None: the default
+        fused = fuse(model, first, FIRST_STAGE_WEIGHT if weight is None else weight)
         expected = [candidates[i].metadata["id"] for i in sorted(range(5), key=lambda i: -fused[i])[:2]]
         out = load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, candidates=5, first_stage_weight=weight,
                               n=1, max_new_tokens=2).invoke(test[0])
