@@ -192,7 +192,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kard_chain.datasets import load_dataset
     from kard_chain.evaluation import evaluate_chain
     from kard_chain.manifest import identity
-
     from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
 
     examples = load_dataset(args.dataset, args.data_dir, split=args.split)[: args.limit]

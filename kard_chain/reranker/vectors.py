@@ -82,9 +82,10 @@ class PassageVectors:
             codes = np.lib.format.open_memmap(tmp / "codes.npy", mode="w+", dtype=codec.code_dtype, shape=(total,))
             width = self.vectors.shape[1] * nbits // 8
             residuals = np.lib.format.open_memmap(tmp / "residuals.npy", mode="w+", dtype=np.uint8, shape=(total, width))
-            for start in range(0, total, 65_536):
-                codes[start : start + 65_536], residuals[start : start + 65_536] = codec.encode(self.vectors[start : start + 65_536])
-                bar.update(min(65_536, total - start))
+            chunk = 65_536  # tokens encoded at a time: memory stays flat whatever the corpus
+            for start in range(0, total, chunk):
+                codes[start : start + chunk], residuals[start : start + chunk] = codec.encode(self.vectors[start : start + chunk])
+                bar.update(min(chunk, total - start))
             codes.flush()
             residuals.flush()
             del codes, residuals

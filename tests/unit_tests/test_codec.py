@@ -57,7 +57,7 @@ def test_compressed_vectors_rank_like_stored_ones(tmp_path):
     offsets = np.arange(0, 12 * 201, 12, dtype=np.int64)
     stored = PassageVectors(vectors, offsets, [f"p{i}" for i in range(200)], {"dim": 32})
     small = stored.compress(tmp_path / "2bit", show_progress=False)  # 2 bits, ColBERTv2's number of centroids
-    codec, codes, residuals = small.compressed
+    _, codes, residuals = small.compressed
     assert codes.nbytes + residuals.nbytes == 10 * len(codes)  # 2 bytes of centroid id and 8 of residual, against 64 in fp16
     reloaded = PassageVectors.load(tmp_path / "2bit")
     assert all(np.array_equal(a, b) for a, b in zip(small.gather(stored.ids[5:25]), reloaded.gather(stored.ids[5:25])))
