@@ -181,6 +181,14 @@ def run(args) -> dict:
                 stages[f"{task.name}/eval-{row['method']}"] = time.perf_counter() - clock
                 rows.append({**row, "steps": metrics["step"], "pairs": metrics["pairs"], "last_loss": metrics["last_loss"],
                              "train_s": metrics["train_seconds"], "eval_s": stages[f"{task.name}/eval-{row['method']}"]})
+                report = write_report(args, work, model, rows, stages, started)  # after each row: a cut-short run keeps it
+    print(table(report))
+    print(f"\nresults: {work / 'results.json'}")
+    return report
+
+
+def write_report(args, work: Path, model: str, rows: list[dict], stages: dict, started: float) -> dict:
+    """``results.json`` with the rows so far (written atomically); returns the report."""
     report = {
         "machine": machine(), "model": model if not args.tiny else "scratch decoder (--tiny)",
         "budget": {"batch_size": args.batch_size, "learning_rate": args.learning_rate, "epochs": args.epochs,
@@ -188,8 +196,6 @@ def run(args) -> dict:
         "rows": rows, "stages_s": stages, "wall_s": time.perf_counter() - started,
     }
     atomic_write_text(work / "results.json", json.dumps(report, indent=2))
-    print(table(report))
-    print(f"\nresults: {work / 'results.json'}")
     return report
 
 
