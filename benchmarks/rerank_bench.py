@@ -41,6 +41,26 @@ def median_ms(retriever, questions: list[str]) -> float:
     return statistics.median(times) * 1000
 
 
+def stored_vectors(reranker, paragraphs: Path, run: Path) -> PassageVectors:
+    """``RUN/vectors``: StrategyQA's passages encoded by ``reranker``, again when missing or older than ``RUN/final``."""
+    folder, model = run / "vectors", run / "final" / "reranker.json"
+    if not (folder / "meta.json").is_file() or (model.is_file() and folder.stat().st_mtime < model.stat().st_mtime):
+        start = time.perf_counter()
+        PassageVectors.build(reranker, read_strategyqa_paragraphs(paragraphs), folder, overwrite=True, show_progress=False)
+        print(f"passage vectors: {time.perf_counter() - start:.0f} s to encode the passages")
+    return PassageVectors.load(folder)
+
+
+def compressed_vectors(vectors: PassageVectors, run: Path) -> PassageVectors:
+    """``RUN/vectors-2bit``: the 2-bit copy of ``RUN/vectors``, made again when missing or older than them."""
+    folder = run / "vectors-2bit"
+    if not (folder / "meta.json").is_file() or folder.stat().st_mtime < (run / "vectors").stat().st_mtime:
+        start = time.perf_counter()
+        vectors.compress(folder, overwrite=True, show_progress=False)
+        print(f"compressed the vectors in {time.perf_counter() - start:.0f} s")
+    return PassageVectors.load(folder)
+
+
 def latency_table(bm25, reranker, vectors, encoder: Path, questions: list[str], candidates: int = 100, max_passage_tokens: int = 128,
                   compressed=None) -> str:
     """Median latency per question of each path (``compressed``: a compressed copy of ``vectors``), as printable lines."""
@@ -83,16 +103,8 @@ def main() -> None:
     run = args.reranker or work / "reranker-defaults"
     trained = run / "final"
     reranker = KardReranker.from_pretrained(trained) if trained.is_dir() else KardReranker.from_encoder(str(encoder))
-    if (run / "vectors" / "meta.json").is_file():
-        vectors = PassageVectors.load(run / "vectors")
-    else:
-        vectors = PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), run / "vectors")
-    if (run / "vectors-2bit" / "meta.json").is_file():
-        compressed = PassageVectors.load(run / "vectors-2bit")
-    else:
-        start = time.perf_counter()
-        compressed = vectors.compress(run / "vectors-2bit")
-        print(f"compressed the vectors in {time.perf_counter() - start:.0f} s")
+    vectors = stored_vectors(reranker, sqa / "strategyqa_train_paragraphs.json", run)
+    compressed = compressed_vectors(vectors, run)
     questions = [e.question for e in load_dataset("strategyqa", sqa)][: args.questions]
     print(f"machine: {os.cpu_count()} cores; reranker: {'trained' if trained.is_dir() else 'MiniLM with a fresh projection'}")
     print(latency_table(bm25, reranker, vectors, encoder, questions, args.candidates, compressed=compressed))

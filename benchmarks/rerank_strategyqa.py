@@ -26,13 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from rerank_bench import compressed_vectors, latency_table, stored_vectors  # benchmarks/ is on the path as a script
+
 from kard_chain import BM25Retriever, load_dataset
 from kard_chain.knowledge import read_strategyqa_paragraphs
 from kard_chain.pretrained import minilm_path
 from kard_chain.reranker.candidates import build_candidates
 from kard_chain.reranker.model import KardReranker
 from kard_chain.reranker.trainer import RerankerTrainingConfig, is_held_out, train_reranker
-from kard_chain.reranker.vectors import PassageVectors
 from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
 from kard_chain.teacher.cache import rationale_pairs
 
@@ -99,21 +100,10 @@ def main() -> None:
               f"{metrics['first_loss']:.3f} -> {metrics['last_loss']:.3f}")
     final = folder / "final" if (folder / "final").is_dir() else folder
     reranker = KardReranker.from_pretrained(final)
-    t = time.perf_counter()
-    vectors_dir = final.parent / "vectors"
-    if not (vectors_dir / "meta.json").is_file() or vectors_dir.stat().st_mtime < (final / "reranker.json").stat().st_mtime:
-        PassageVectors.build(reranker, read_strategyqa_paragraphs(sqa / "strategyqa_train_paragraphs.json"), vectors_dir,
-                             overwrite=True, show_progress=False)
-    vectors = PassageVectors.load(vectors_dir)
-    vectors_s = time.perf_counter() - t
+    vectors = stored_vectors(reranker, sqa / "strategyqa_train_paragraphs.json", final.parent)
     compressors = {"": KardRerankerCompressor(reranker=reranker, vectors=vectors)}
     if args.compressed:
-        small_dir = final.parent / "vectors-2bit"
-        if not (small_dir / "meta.json").is_file() or small_dir.stat().st_mtime < vectors_dir.stat().st_mtime:
-            t = time.perf_counter()
-            vectors.compress(small_dir, overwrite=True, show_progress=False)
-            print(f"compressed the vectors in {time.perf_counter() - t:.0f} s")
-        small = PassageVectors.load(small_dir)
+        small = compressed_vectors(vectors, final.parent)
         print(f"passage vectors: {vectors.bytes_per_passage / 1024:.2f} KiB per passage, 2-bit: {small.bytes_per_passage / 1024:.2f} KiB")
         compressors[" (2-bit vectors)"] = KardRerankerCompressor(reranker=reranker, vectors=small)
 
@@ -139,10 +129,7 @@ def main() -> None:
             cells = [statistics.mean(recall(r, g, k) for r, g in chosen) for k in (1, 5, 10)]
             print(f"{name:<52}" + "".join(f"{c:>8.3f}" for c in cells))
     print(f"\ntraining: {train_s:.0f} s (0 s if an earlier run's model was reused)")
-    print(f"passage vectors: {vectors_s:.0f} s to encode {len(vectors.ids)} passages (0 s if reused)")
     if args.latency:
-        from rerank_bench import latency_table  # benchmarks/ is on the path when run as a script
-
         print("\n" + latency_table(bm25, reranker, vectors, encoder, [e.question for e in held_out[:100]], args.rerank_candidates,
                                    reranker.config.max_passage_tokens, compressed=small if args.compressed else None))
 

@@ -51,6 +51,11 @@ class ResidualCodec:
             raise ValueError(f"dim {self.centroids.shape[1]} times nbits {nbits} is not a whole number of bytes")
 
     @property
+    def _shifts(self) -> np.ndarray:
+        """Bit offsets of the buckets packed into one byte, shaped to broadcast over ``[tokens, bytes, buckets]``."""
+        return (np.arange(8 // self.nbits, dtype=np.uint8) * self.nbits)[None, None, :]
+
+    @property
     def code_dtype(self) -> type:
         return np.uint16 if len(self.centroids) <= 2**16 else np.uint32
 
@@ -86,17 +91,13 @@ class ResidualCodec:
         x = np.asarray(vectors, dtype=np.float32)
         codes = _nearest(x, self.centroids)
         buckets = np.searchsorted(self.cutoffs, x - self.centroids[codes]).astype(np.uint8)
-        per_byte = 8 // self.nbits
-        grouped = buckets.reshape(len(x), -1, per_byte)
-        shifts = (np.arange(per_byte, dtype=np.uint8) * self.nbits)[None, None, :]
-        packed = np.bitwise_or.reduce(grouped << shifts, axis=2).astype(np.uint8)
+        grouped = buckets.reshape(len(x), -1, 8 // self.nbits)
+        packed = np.bitwise_or.reduce(grouped << self._shifts, axis=2).astype(np.uint8)
         return codes.astype(self.code_dtype), packed
 
     def decode(self, codes: np.ndarray, packed: np.ndarray) -> np.ndarray:
         """Unit-length float32 vectors ``[tokens, dim]`` from ``encode``'s output."""
-        per_byte = 8 // self.nbits
-        shifts = (np.arange(per_byte, dtype=np.uint8) * self.nbits)[None, None, :]
-        buckets = (np.asarray(packed)[:, :, None] >> shifts) & (2**self.nbits - 1)
+        buckets = (np.asarray(packed)[:, :, None] >> self._shifts) & (2**self.nbits - 1)
         x = self.centroids[np.asarray(codes, dtype=np.int64)] + self.weights[buckets.reshape(len(codes), -1)]
         return _unit(x)
 
