@@ -4,7 +4,7 @@
 
 For each corpus (synthetic Zipf corpora of the given sizes, and StrategyQA's 9,251
 paragraphs when --data-dir is given) every system runs in its own process, so that peak
-memory is its own. Reported: tokenising and indexing time, peak memory added by the build,
+memory is its own. Reported: tokenising, indexing and whole-build time, peak memory added by the build and peak RSS,
 index size on disk, load time, single-thread queries/s for top-100, and the top-10
 agreement and largest score difference of our backend against rank_bm25.
 Needs the [bench] extra (bm25s, psutil, numba).
@@ -40,18 +40,22 @@ def word(i: int) -> str:
 
 
 def make_corpus(n_docs: int, path: Path, n_queries: int = 200) -> list[str]:
-    """Write n_docs passages of 80-120 words, Zipf over 200k types, to JSONL; return the queries."""
-    rng = np.random.default_rng(SEED)
+    """Write n_docs passages of 80-120 words, Zipf over 200k types, to JSONL (kept for the next run); return the queries."""
     words = np.array([word(i) for i in range(N_TYPES)], dtype=object)
     p = 1.0 / np.arange(1, N_TYPES + 1)
     p /= p.sum()
-    with path.open("w") as f:
-        for lo in range(0, n_docs, 50_000):
-            n = min(50_000, n_docs - lo)
-            lens = rng.integers(80, 121, size=n)
-            ids = rng.choice(N_TYPES, size=int(lens.sum()), p=p)
-            for i, chunk in enumerate(np.split(ids, np.cumsum(lens)[:-1])):
-                f.write(json.dumps({"id": f"d{lo + i}", "text": " ".join(words[chunk])}) + "\n")
+    if not path.is_file():
+        rng = np.random.default_rng(SEED)
+        tmp = path.with_suffix(".partial")
+        with tmp.open("w") as f:
+            for lo in range(0, n_docs, 50_000):
+                n = min(50_000, n_docs - lo)
+                lens = rng.integers(80, 121, size=n)
+                ids = rng.choice(N_TYPES, size=int(lens.sum()), p=p)
+                for i, chunk in enumerate(np.split(ids, np.cumsum(lens)[:-1])):
+                    f.write(json.dumps({"id": f"d{lo + i}", "text": " ".join(words[chunk])}) + "\n")
+        tmp.replace(path)
+    rng = np.random.default_rng(SEED + 1)
     qlens = rng.integers(10, 31, size=n_queries)
     return [" ".join(words[rng.choice(N_TYPES, size=int(n), p=p)]) for n in qlens]
 
@@ -74,6 +78,7 @@ class PeakRSS:
             self.peak = max(self.peak, self.proc.memory_info().rss)
 
     def stop(self) -> float:
+        """Stop sampling; return the peak's growth over the start, in GiB (``peak`` keeps the absolute bytes)."""
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
@@ -94,7 +99,7 @@ def read_texts(corpus: Path) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
-def run_system(system: str, corpus: Path, queries: list[str], n_queries: int, work: Path) -> dict:
+def run_system(system: str, corpus: Path, queries: list[str], n_queries: int, work: Path, memory_gib: float) -> dict:
     """Build, save, load and query one system; runs in its own process."""
     from kard_chain.bm25.tokenizer import BM25Tokenizer
 
@@ -112,9 +117,11 @@ def run_system(system: str, corpus: Path, queries: list[str], n_queries: int, wo
         out["tokenize_s"] = time.perf_counter() - t
         mem = PeakRSS()
         t = time.perf_counter()
-        build_index(load_passages(corpus), work / "kard", params=BM25Params(method="okapi"), show_progress=False)  # rank_bm25 parity
+        build_index(load_passages(corpus), work / "kard", params=BM25Params(method="okapi"), show_progress=False,  # rank_bm25 parity
+                    overwrite=True, memory_gib=memory_gib)
         out["build_s"] = time.perf_counter() - t
         out["peak_gib"] = mem.stop()
+        out["peak_rss_gib"] = mem.peak / 2**30
         out["index_s"] = out["build_s"] - out["tokenize_s"]
         out["size_mib"] = dir_size(work / "kard", skip=("passages.jsonl", "passage_offsets.npy"))
         t = time.perf_counter()
@@ -172,6 +179,7 @@ def run_system(system: str, corpus: Path, queries: list[str], n_queries: int, wo
     model.index(tokens, show_progress=False)
     out["index_s"] = time.perf_counter() - t
     out["peak_gib"] = mem.stop()
+    out["peak_rss_gib"] = mem.peak / 2**30
     out["build_s"] = out["tokenize_s"] + out["index_s"]
     model.save(work / "bm25s", show_progress=False)
     out["size_mib"] = dir_size(work / "bm25s")
@@ -213,14 +221,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rank-bm25-queries", type=int, default=20, help="queries for rank_bm25 above 100k passages")
     parser.add_argument("--systems", nargs="*", default=list(SYSTEMS), choices=SYSTEMS)
-    parser.add_argument("--work-dir", type=Path, help="where corpora and indexes go (default: a temporary folder)")
+    parser.add_argument("--work-dir", type=Path, help="where corpora (kept for the next run) and indexes go (default: a temporary folder)")
+    parser.add_argument("--memory-gib", type=float, default=2.0, help="our build's memory budget (build_index(memory_gib=))")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._child:  # one system on one corpus, in this process
         system, corpus, spec = args._child
         spec = json.loads(Path(spec).read_text())
-        result = run_system(system, Path(corpus), spec["queries"], spec["n_queries"], Path(spec["work"]))
+        result = run_system(system, Path(corpus), spec["queries"], spec["n_queries"], Path(spec["work"]), spec["memory_gib"])
         Path(spec["out"]).write_text(json.dumps(result))
         return
 
@@ -230,8 +239,10 @@ def main() -> None:
     for n in args.sizes:
         path = work / f"zipf-{n}.jsonl"
         t = time.perf_counter()
+        existed = path.is_file()
         queries = make_corpus(n, path, args.queries)
-        print(f"generated {n:,} passages in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        if not existed:
+            print(f"generated {n:,} passages in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         corpora.append((f"zipf {n:,}", path, queries))
     if args.data_dir:
         from kard_chain.datasets import load_dataset
@@ -241,8 +252,10 @@ def main() -> None:
         corpora.append(("StrategyQA 9,251", sqa / "strategyqa_train_paragraphs.json", questions))
 
     env = {**os.environ, "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; single-thread queries, top-100\n")
-    header = f"{'corpus':<18} {'system':<16} {'tokenise s':>10} {'index s':>8} {'peak GiB':>8} {'disk MiB':>8} {'load s':>7} {'q/s':>8} {'q/s invoke':>10}"
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; single-thread queries, top-100; "
+          f"our build's memory budget {args.memory_gib} GiB\n")
+    header = (f"{'corpus':<18} {'system':<16} {'tokenise s':>10} {'index s':>8} {'build s':>8} {'+GiB':>6} {'RSS GiB':>7} "
+              f"{'disk MiB':>8} {'load s':>7} {'q/s':>8} {'q/s invoke':>10}")
     print(header)
     print("-" * len(header))
     for name, path, queries in corpora:
@@ -253,7 +266,8 @@ def main() -> None:
             run_dir = work / f"{name.replace(' ', '_').replace(',', '')}-{system}"
             run_dir.mkdir(exist_ok=True)
             spec = run_dir / "spec.json"
-            spec.write_text(json.dumps({"queries": queries, "n_queries": n_queries, "work": str(run_dir), "out": str(run_dir / "result.json")}))
+            spec.write_text(json.dumps({"queries": queries, "n_queries": n_queries, "work": str(run_dir), "out": str(run_dir / "result.json"),
+                                        "memory_gib": args.memory_gib}))
             subprocess.run([sys.executable, __file__, "--_child", system, str(path), str(spec)], env=env, check=True)
             r = results[system] = json.loads((run_dir / "result.json").read_text())
 
@@ -261,7 +275,8 @@ def main() -> None:
                 return format(r[key], spec) if key in r else "-"
 
             print(
-                f"{name:<18} {r['system']:<16} {fmt('tokenize_s', '10.1f')} {fmt('index_s', '8.1f')} {fmt('peak_gib', '8.2f')} "
+                f"{name:<18} {r['system']:<16} {fmt('tokenize_s', '10.1f')} {fmt('index_s', '8.1f')} {fmt('build_s', '8.1f')} "
+                f"{fmt('peak_gib', '6.2f')} {fmt('peak_rss_gib', '7.2f')} "
                 f"{fmt('size_mib', '8.0f')} {fmt('load_s', '7.2f')} {fmt('qps', '8.1f')} {fmt('qps_invoke', '10.1f')}",
                 flush=True,
             )

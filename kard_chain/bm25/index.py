@@ -50,6 +50,7 @@ from kard_chain.bm25.passage_store import (
     PassageStore,
     PassageWriter,
 )
+from kard_chain.bm25.segments import NpyAppender, SegmentSpill, budget_sizes
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
@@ -287,19 +288,54 @@ def build_index(
     params: BM25Params | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    memory_gib: float = 2.0,
 ) -> BM25Index:
     """Stream passages into an index folder at ``path`` and return it loaded (memory-mapped).
 
-    Passages go to disk as they arrive; only numeric arrays are kept in memory. The folder
-    appears only once complete: an interrupted build leaves nothing that loads.
+    Passages go to disk as they arrive. Their term counts spill to disk in segments sized by
+    ``memory_gib`` and are merged term block by term block, so the build's working memory stays
+    within about ``memory_gib`` plus about 100 bytes per passage id, whatever the corpus size; the
+    index equals :meth:`BM25Index.from_passages`'s. The folder appears only once complete: an
+    interrupted build leaves nothing that loads.
     """
     tokenizer, params = tokenizer or BM25Tokenizer(), params or BM25Params()
+    segment_postings, chunk_docs = budget_sizes(memory_gib)
     with _index_folder(path, params, tokenizer, overwrite) as tmp:
         writer = PassageWriter(tmp)
-        vocab, arrays, ids = _build_arrays(passages, tokenizer, params, writer.append, show_progress)
+        spill = SegmentSpill(tmp / "segments", segment_postings)
+        terms, ids, _, lengths = _count(passages, tokenizer, params, writer.append, show_progress, chunk_docs, on_chunk=spill.add)
         writer.close()
-        _write_index_files(tmp, params, tokenizer, vocab, arrays, ids)
+        if not ids:
+            raise KardDataError("the corpus holds no passages")
+        spill.flush()
+        doc_lengths = np.concatenate(lengths)
+        idf, indptr = _merge_segments(spill, len(terms), doc_lengths, params, tmp, segment_postings, show_progress)
+        shutil.rmtree(spill.folder)
+        _write_index_files(tmp, params, tokenizer, terms, {"idf": idf, "indptr": indptr, "doc_lengths": doc_lengths}, ids)
     return BM25Index.load(path)
+
+
+def _merge_segments(spill: SegmentSpill, n_terms: int, doc_lengths: np.ndarray, params: BM25Params, folder: Path,
+                    block_postings: int, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``docs.npy``, ``tf.npy`` and ``weights.npy`` from the spilled segments, one term block at a time;
+    return ``idf`` and ``indptr``."""
+    if doc_lengths.sum() == 0:
+        raise KardDataError("no passage has any indexable token")
+    df = spill.document_frequencies(n_terms)
+    indptr = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+    idf, norm, nnz = _idf(df, len(doc_lengths), params), _norm(doc_lengths, params), int(indptr[-1])
+    files = {name: NpyAppender(folder / f"{name}.npy", dtype, nnz) for name, dtype in
+             (("docs", np.int32), ("tf", np.uint16 if spill.max_tf < 2**16 else np.int32), ("weights", np.float32))}
+    bar = progress(total=nnz, desc="merging postings", unit=" postings", disable=not show_progress)
+    for t0, t1, docs, tf in spill.merged(indptr, block_postings):
+        files["docs"].append(docs)
+        files["tf"].append(tf)
+        files["weights"].append(_weights(idf[t0:t1], indptr[t0 : t1 + 1] - indptr[t0], docs, tf, norm, params))
+        bar.update(len(docs))
+    bar.close()
+    for file in files.values():
+        file.close()
+    return idf, indptr
 
 
 @contextmanager
@@ -328,8 +364,10 @@ def _adopt_legacy_index(path: Path) -> None:
 
 
 def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenizer, vocab, arrays, ids) -> None:
+    """Write the arrays given (the others were written already), the vocabulary, the ids and, last, ``index.json``."""
     for name in _ARRAYS:
-        np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+        if name in arrays:
+            np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
     (folder / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
     (folder / "passage_ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
     meta: dict[str, Any] = {
@@ -339,7 +377,7 @@ def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenize
         "tokenizer": tokenizer.model_dump(),
         "n_docs": len(arrays["doc_lengths"]),
         "n_terms": len(arrays["idf"]),
-        "nnz": len(arrays["docs"]),
+        "nnz": int(arrays["indptr"][-1]),
     }
     atomic_write_text(folder / "index.json", json.dumps(meta, indent=2))
 
@@ -361,12 +399,14 @@ def _build_arrays(
 
 
 def _count(passages: Iterable[Passage], tokenizer: BM25Tokenizer, params: BM25Params, keep: Callable[[Passage], None],
-           show_progress: bool, chunk_docs: int = 20_000, terms: Sequence[str] = (), taken: Iterable[str] = ()):
+           show_progress: bool, chunk_docs: int = 20_000, terms: Sequence[str] = (), taken: Sequence[str] = (),
+           on_chunk: Callable[[sp.csr_matrix], None] | None = None):
     """Term counts of ``passages`` in chunks: ``(terms, ids, per-chunk counts, per-chunk lengths)``.
 
     ``terms`` are an existing vocabulary (new terms get the next ids), ``taken`` existing passage
-    ids. Stop words get the first ids so that a chunk drops them with one comparison; their ids
-    are removed from the vocabulary at the end.
+    ids. Each chunk's counts go to ``on_chunk`` if given, else into the returned list. Stop words
+    get the first ids so that a chunk drops them with one comparison; their ids are removed from
+    the vocabulary at the end.
     """
     stop = sorted(tokenizer.stopword_set)
     vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
@@ -374,7 +414,7 @@ def _count(passages: Iterable[Passage], tokenizer: BM25Tokenizer, params: BM25Pa
         vocab[word]
     n_stop = len(stop)
     ids: list[str] = []
-    first_seen: dict[str, int] = {i: -1 for i in taken}
+    seen = set(taken)
     chunk_tokens, chunk_lens = array("q"), array("q")
     per_chunk: list[sp.csr_matrix] = []
     lengths: list[np.ndarray] = []
@@ -386,15 +426,15 @@ def _count(passages: Iterable[Passage], tokenizer: BM25Tokenizer, params: BM25Pa
         tokens, rows = tokens[content] - n_stop, rows[content]
         counts = sp.csr_matrix((np.ones(len(tokens), np.int32), (rows, tokens)), shape=(len(chunk_lens), len(vocab) - n_stop))
         counts.sum_duplicates()
-        per_chunk.append(counts)
+        (on_chunk or per_chunk.append)(counts)
         lengths.append(np.bincount(rows, minlength=len(chunk_lens)).astype(np.int32))
         del chunk_tokens[:], chunk_lens[:]
 
     for passage in progress(passages, desc="indexing", unit=" passages", disable=not show_progress):
-        if passage.id in first_seen:
-            where = "already in the index" if first_seen[passage.id] < 0 else f"passages #{first_seen[passage.id]} and #{len(ids)}"
+        if passage.id in seen:
+            where = "already in the index" if passage.id in taken else f"passages #{ids.index(passage.id)} and #{len(ids)}"
             raise KardDataError(f"duplicate passage id {passage.id!r} ({where})")
-        first_seen[passage.id] = len(ids)
+        seen.add(passage.id)
         ids.append(passage.id)
         keep(passage)
         text = f"{passage.title} {passage.text}" if params.include_title and passage.title else passage.text
@@ -412,7 +452,7 @@ def _scored(indptr: np.ndarray, docs: np.ndarray, tf: np.ndarray, doc_lengths: n
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
     idf = _idf(np.diff(indptr), len(doc_lengths), params)
-    weights = _weights(idf, indptr, docs, tf, doc_lengths, params)
+    weights = _weights(idf, indptr, docs, tf, _norm(doc_lengths, params), params)
     return {"idf": idf, "indptr": indptr, "docs": docs, "weights": weights, "tf": tf, "doc_lengths": doc_lengths}
 
 
@@ -473,13 +513,16 @@ def _idf(df: np.ndarray, n_docs: int, params: BM25Params) -> np.ndarray:
     return np.where(idf < 0, floor, idf)
 
 
-def _weights(idf, indptr, docs, tf, doc_lengths, params: BM25Params, chunk: int = 1 << 24) -> np.ndarray:
-    """BM25 weight of each posting, computed in float64 and stored as float32, in chunks."""
-    k1, b = params.k1, params.b
-    norm = k1 * (1 - b + b * doc_lengths / doc_lengths.mean())
+def _norm(doc_lengths: np.ndarray, params: BM25Params) -> np.ndarray:
+    """Each passage's length normalisation, ``k1 * (1 - b + b * length / mean length)``."""
+    return params.k1 * (1 - params.b + params.b * doc_lengths / doc_lengths.mean())
+
+
+def _weights(idf, indptr, docs, tf, norm, params: BM25Params, chunk: int = 1 << 22) -> np.ndarray:
+    """BM25 weight of each posting (``indptr`` indexes ``docs`` by term), in float64, stored as float32, in chunks."""
     term_of = np.repeat(np.arange(len(idf), dtype=np.int32), np.diff(indptr))
     out = np.empty(len(docs), dtype=np.float32)
-    gain = 1.0 if params.method == "lucene" else k1 + 1
+    gain = 1.0 if params.method == "lucene" else params.k1 + 1
     for lo in range(0, len(docs), chunk):
         s = slice(lo, lo + chunk)
         f = tf[s].astype(np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol
@@ -33,7 +34,7 @@ class PassageWriter:
         """A new ``passages.jsonl``, or (``append_after``: the offsets of the passages already in it) more lines at its end."""
         self.folder = Path(folder)
         self._file: IO[bytes] = (self.folder / PASSAGES_FILE).open("ab" if append_after is not None else "wb")
-        self._offsets: list[int] = [int(o) for o in append_after] if append_after is not None else [0]
+        self._offsets = array("q", np.asarray(append_after, dtype=np.int64).tobytes() if append_after is not None else [0])
 
     def append(self, passage: Passage) -> None:
         """Write one passage."""
@@ -44,7 +45,7 @@ class PassageWriter:
     def close(self) -> None:
         """Flush the file and write the offsets array."""
         self._file.close()
-        np.save(self.folder / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64))
+        np.save(self.folder / OFFSETS_FILE, np.frombuffer(self._offsets, dtype=np.int64))
 
 
 class MemoryPassageStore:

@@ -86,11 +86,12 @@ class BM25Retriever(PerCallKRetriever):
     @classmethod
     def build(cls, passages: Iterable[Passage], path: str | Path, *, k: int = 4, backend: Backend = "fast",
               tokenizer: BM25Tokenizer | None = None, overwrite: bool = False, show_progress: bool = True,
-              **params: Any) -> BM25Retriever:
-        """Stream passages into an index folder on disk (see :func:`build_index`) and open it; ``params`` are
-        :class:`BM25Params` fields; ``k`` and the backend are saved with it."""
+              memory_gib: float = 2.0, **params: Any) -> BM25Retriever:
+        """Stream passages into an index folder on disk within about ``memory_gib`` of working memory (see
+        :func:`build_index`) and open it; ``params`` are :class:`BM25Params` fields; ``k`` and the backend are saved
+        with it."""
         index = build_index(passages, path, tokenizer=tokenizer, params=BM25Params(**params), overwrite=overwrite,
-                            show_progress=show_progress)
+                            show_progress=show_progress, memory_gib=memory_gib)
         retriever = cls(index=index, k=k, backend=backend)
         retriever._save_settings(path)
         return retriever

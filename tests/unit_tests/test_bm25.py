@@ -6,6 +6,7 @@ from rank_bm25 import BM25Okapi
 
 from kard_chain import BM25Index, BM25Params, BM25Tokenizer, KardDataError, Passage, build_index
 from kard_chain.bm25 import kernels as bm25_kernels
+from kard_chain.bm25.segments import POSTING_BYTES, SegmentSpill, budget_sizes
 
 TOKENIZER = BM25Tokenizer(pattern=r"\S+", stopwords=None)
 
@@ -138,6 +139,39 @@ def test_streamed_build_and_interrupted_build(tmp_path):
     for a, b in zip(index.top_k(queries, 5), memory.top_k(queries, 5)):
         np.testing.assert_array_equal(a, b)
     assert index.passages.get(5).title == "T5"
+
+
+@pytest.mark.parametrize("method", ["lucene", "okapi"])
+def test_segment_built_index_equals_the_in_memory_one(tmp_path, method):
+    """A memory budget small enough for dozens of segments and merge blocks (and a vocabulary
+    that grows between segments) gives the in-memory index's arrays, bit for bit."""
+    docs, queries = make_corpus(seed=6, n_docs=400)
+    passages = [Passage(id=f"d{i}", text=t) for i, t in enumerate(docs)]
+    params = BM25Params(method=method)
+    postings, chunk_docs = budget_sizes(400 * POSTING_BYTES * 2 / 2**30)
+    assert postings == 400 and chunk_docs == 3
+    spilled = []
+    original_flush = SegmentSpill.flush
+
+    def counting_flush(self):
+        original_flush(self)
+        spilled.append(self.n_terms[-1] if self.n_terms else 0)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(SegmentSpill, "flush", counting_flush)
+        built = build_index(passages, tmp_path / "idx", tokenizer=TOKENIZER, params=params, show_progress=False,
+                            memory_gib=400 * POSTING_BYTES * 2 / 2**30)
+    assert len(set(spilled)) > 10  # many segments, each knowing more terms than the last
+    memory = BM25Index.from_passages(passages, tokenizer=TOKENIZER, params=params)
+    assert built.vocab == memory.vocab and built.passage_ids == memory.passage_ids
+    for a, b in zip(built._arrays().values(), memory._arrays().values()):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(built.top_k(queries, 7), memory.top_k(queries, 7)):
+        np.testing.assert_array_equal(a, b)
+    assert not any(p.is_dir() for p in (tmp_path / "idx").iterdir())  # scratch segments removed
+    with pytest.raises(ValueError, match="memory_gib must be positive"):
+        build_index(passages, tmp_path / "other", memory_gib=0)
 
 
 def test_damaged_index_is_refused(tmp_path):
