@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kard_chain.student.settings import Method
+from kard_chain.student.settings import Method, PassagesFrom
 from kard_chain.training.config import TrainingConfig
 
 
@@ -35,6 +35,9 @@ class StudentTrainingConfig(TrainingConfig):
     """Ready training pairs (JSONL of StudentPair) instead of dataset + rationales + index."""
     k: int = Field(default=3, ge=1)
     """Passages per input (kard)."""
+    passages_from: PassagesFrom = "rationale"
+    """kard: retrieve each input's passages with the rationale (the paper's), the question (as at inference), or mixed
+    (the rationale's best passage among the question's top k - 1, shuffled)."""
     prompt: str = "default"
     """Student prompt variant (``prompts/student/{prompt}.toml``)."""
     prompts_dir: Path | None = None

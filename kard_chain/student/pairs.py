@@ -1,7 +1,10 @@
 """The student's training pairs for the three methods the paper compares.
 
-* ``kard``: input = question + top-k passages retrieved with the *rationale* as the query,
-  target = rationale + answer; one pair per kept rationale.
+* ``kard``: input = question + top-k passages, target = rationale + answer; one pair per kept
+  rationale. Where the passages come from (``passages_from``): ``"rationale"`` (the paper's: the
+  retriever queried with the rationale), ``"question"`` (queried with the question, as at
+  inference) or ``"mixed"`` (the question's top k - 1 and the rationale's best passage, in an
+  order fixed by the pair id, so the student must find the passage that matters among others).
 * ``rd`` (reasoning distillation): the same without passages.
 * ``ft`` (plain fine-tuning): input = question, target = the answer; one pair per example.
 
@@ -10,18 +13,20 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict
 
 from kard_chain.progress import progress
 from kard_chain.records import Example
-from kard_chain.student.format import StudentFormatter
-from kard_chain.student.settings import Method
+from kard_chain.student.format import StudentFormatter, as_passage
+from kard_chain.student.settings import Method, PassagesFrom
 from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
 
 METHODS: tuple[str, ...] = ("kard", "rd", "ft")
+PASSAGE_SOURCES: tuple[str, ...] = get_args(PassagesFrom)
 
 
 class StudentPair(BaseModel):
@@ -47,19 +52,22 @@ def student_pairs(
     reference: bool = False,
     retriever: Any = None,
     k: int = 3,
+    passages_from: PassagesFrom = "rationale",
     batch_size: int = 256,
     show_progress: bool = True,
 ) -> list[StudentPair]:
     """Training pairs for ``method`` from examples, the teacher's kept rationales (and/or the
-    examples' reference rationales) and, for ``kard``, a retriever queried with each rationale."""
+    examples' reference rationales) and, for ``kard``, a retriever queried as ``passages_from`` says."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if passages_from not in PASSAGE_SOURCES:
+        raise ValueError(f"passages_from must be one of {PASSAGE_SOURCES}, got {passages_from!r}")
     labelled = [e for e in examples if e.answer is not None]
     if method == "ft":
         return [StudentPair(id=e.id, example_id=e.id, source=formatter.source(e.question, e.options).text,
                             target=formatter.target(None, e.answer, e.options)) for e in labelled]
     if method == "kard" and retriever is None:
-        raise ValueError("method 'kard' needs a retriever (the passages come from querying it with each rationale)")
+        raise ValueError("method 'kard' needs a retriever (the passages come from querying it)")
     by_id = {e.id: e for e in labelled}
     rationales = rationale_pairs(labelled, teacher, reference=reference)
     if not rationales:
@@ -68,12 +76,37 @@ def student_pairs(
     bar = progress(total=len(rationales), desc=f"{method} pairs", unit=" pairs", disable=not show_progress)
     for lo in range(0, len(rationales), batch_size):
         chunk = rationales[lo : lo + batch_size]
-        found = retriever.batch([r.rationale for r in chunk]) if method == "kard" else [[] for _ in chunk]
+        found = _passages(retriever, chunk, by_id, k, passages_from) if method == "kard" else [[] for _ in chunk]
         for r, docs in zip(chunk, found):
             e = by_id[r.example_id]
-            source = formatter.source(e.question, e.options, docs[:k])
+            source = formatter.source(e.question, e.options, docs)
             out.append(StudentPair(id=r.id, example_id=e.id, source=source.text, target=formatter.target(r.rationale, e.answer, e.options),
                                    passage_ids=source.passage_ids))
         bar.update(len(chunk))
     bar.close()
     return out
+
+
+def _passages(retriever: Any, chunk: list, by_id: Mapping[str, Example], k: int, passages_from: PassagesFrom) -> list[list]:
+    """The ``k`` passages of each rationale's pair, as ``passages_from`` says."""
+    by_rationale = retriever.batch([r.rationale for r in chunk]) if passages_from != "question" else None
+    if passages_from == "rationale":
+        return [docs[:k] for docs in by_rationale]
+    questions = {r.example_id: by_id[r.example_id].question for r in chunk}
+    order = list(questions)
+    found = dict(zip(order, retriever.batch([questions[i] for i in order])))
+    if passages_from == "question":
+        return [found[r.example_id][:k] for r in chunk]
+    out = []
+    for r, own in zip(chunk, by_rationale):
+        best = own[:1]
+        taken = {_key(d) for d in best}
+        docs = best + [d for d in found[r.example_id] if _key(d) not in taken][: k - len(best)]
+        random.Random(r.id).shuffle(docs)
+        out.append(docs)
+    return out
+
+
+def _key(doc: Any) -> tuple[str, str]:
+    passage = as_passage(doc)
+    return passage.id, passage.text

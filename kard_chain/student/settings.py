@@ -21,6 +21,8 @@ STUDENT_CONFIG = "kard_student.json"
 """The settings file inside a trained student's folder."""
 
 Method = Literal["kard", "rd", "ft"]
+PassagesFrom = Literal["rationale", "question", "mixed"]
+"""Where a kard training input's passages come from (see :func:`kard_chain.student.pairs.student_pairs`)."""
 
 
 class StudentSettings(BaseModel):
