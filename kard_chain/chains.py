@@ -15,6 +15,12 @@ dict with ``question`` (and ``options``). ``invoke``, ``batch`` (one retriever b
 whose rationales have the highest summed log-probability (``generation_info["logprob"]``), or
 to the answer seen first where the LLM reports none.
 
+With ``draft="draft"`` (or ``"question+draft"``) retrieval is guided by the student's own draft, for
+questions whose second fact names something the question does not (IRCoT, Trivedi et al. 2023;
+PRR, 2024): the student writes one rationale from the question's passages, that draft (alone or
+after the question) queries the retriever again, and the final samples read both rounds'
+passages, interleaved; each cited passage says its ``round``, and the output holds the ``draft``.
+
 The chain is also a tool for agents (``langchain.agents.create_agent(model, tools=[tool])``)::
 
     tool = answer_tool(chain)   # args: question, options (optional); returns the chain's output as JSON
@@ -26,8 +32,9 @@ import inspect
 import json
 import warnings
 from operator import itemgetter
-from typing import Any
+from typing import Any, Literal
 
+from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnablePassthrough
 from langchain_core.tools import StructuredTool
@@ -73,8 +80,14 @@ class _SampleAndVote(Runnable[dict, dict]):
         passages = []
         for d in docs:
             p = as_passage(d)
-            passages.append({"id": p.id, "title": p.title, "text": p.text, "score": d.metadata.get("rerank_score", d.metadata.get("score"))})
-        return {"answer": answer, "votes": votes, "rationales": rationales, "passages": passages}
+            cited = {"id": p.id, "title": p.title, "text": p.text, "score": d.metadata.get("rerank_score", d.metadata.get("score"))}
+            if ROUND in d.metadata:
+                cited["round"] = d.metadata[ROUND]
+            passages.append(cited)
+        out = {"answer": answer, "votes": votes, "rationales": rationales, "passages": passages}
+        if "draft" in x:
+            out["draft"] = x["draft"]
+        return out
 
     def _run(self, inputs: list[dict], run_manager: list) -> list[dict]:
         # one generate call for the batch, traced under the first input's run
@@ -115,8 +128,51 @@ def _takes_k(retriever: BaseRetriever) -> bool:
     return accepts(retriever._get_relevant_documents) and accepts(retriever._aget_relevant_documents)
 
 
+ROUND = "retrieval_round"
+"""Metadata key of a passage's retrieval round (1: the question, 2: the draft) in a draft-guided chain."""
+DraftQuery = Literal["draft", "question+draft"]
+
+
+def _interleaved(first: list[Document], second: list[Document], k: int) -> list[Document]:
+    """The first ``k`` distinct passages, the rounds taking turns (a round whose next passage is already taken
+    gives its next new one), each marked with its round."""
+    out: list[Document] = []
+    seen: set[tuple[str, str]] = set()
+    pending = {1: iter(first), 2: iter(second)}
+    while len(out) < k and pending:
+        for number in list(pending):
+            if len(out) == k:
+                break
+            for doc in pending[number]:
+                key = (as_passage(doc).id, doc.page_content)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(Document(page_content=doc.page_content, metadata={**doc.metadata, ROUND: number}, id=doc.id))
+                    break
+            else:
+                del pending[number]
+    return out
+
+
+def _draft_steps(retrieve: Runnable, llm: Any, formatter: StudentFormatter, k: int, query: DraftQuery) -> Runnable:
+    """Draft a rationale from the first round's passages, retrieve with it, and read both rounds."""
+
+    def draft_query(x: dict) -> str:
+        return x["draft"] if query == "draft" else f"{x['question']} {x['draft']}"
+
+    def merge(x: dict) -> dict:
+        return {**{key: v for key, v in x.items() if key != "second"}, "docs": _interleaved(list(x["docs"]), list(x["second"]), k)}
+
+    return (
+        RunnablePassthrough.assign(draft=_SampleAndVote(llm, formatter, k, 1) | cheap_step(lambda r: r["rationales"][0]["text"], "draft_text"))
+        | RunnablePassthrough.assign(second=cheap_step(draft_query, "draft_query") | retrieve)
+        | cheap_step(merge, "both_rounds")
+    )
+
+
 def build_kard_chain(
-    retriever: BaseRetriever, llm: Any, k: int | None = None, n: int = 5, formatter: StudentFormatter | None = None
+    retriever: BaseRetriever, llm: Any, k: int | None = None, n: int = 5, formatter: StudentFormatter | None = None,
+    draft: DraftQuery | None = None,
 ) -> Runnable:
     """A Runnable mapping a question to ``{"answer", "votes", "rationales", "passages"}``.
 
@@ -124,10 +180,14 @@ def build_kard_chain(
     student was trained with, else 3), and the retriever is asked for ``k`` on every call;
     ``n`` rationales are sampled and voted on. ``llm`` is
     any LangChain LLM that returns several generations per prompt for ``n`` (:class:`T5LLM`).
+    ``draft``: a second retrieval round with the student's draft rationale (``"draft"``) or the
+    question and the draft (``"question+draft"``); ``None`` (default) is the paper's one round.
     """
     k = (saved_settings(llm) or StudentSettings()).k if k is None else k
     if n < 1 or k < 1:
         raise ValueError("n and k must be at least 1")
+    if draft not in (None, "draft", "question+draft"):
+        raise ValueError(f"draft must be None, 'draft' or 'question+draft', got {draft!r}")
     formatter = formatter or default_formatter(llm)
     if _takes_k(retriever):
         retrieve = retriever.bind(k=k)
@@ -135,11 +195,10 @@ def build_kard_chain(
         warnings.warn(f"{type(retriever).__name__} does not take k per call: the student reads at most the first {k} "
                       "passages it returns", stacklevel=2)
         retrieve = retriever
-    return (
-        cheap_step(_as_query, "question")
-        | RunnablePassthrough.assign(docs=itemgetter("question") | retrieve)
-        | _SampleAndVote(llm, formatter, k, n)
-    ).with_config(run_name="kard_chain")
+    chain = cheap_step(_as_query, "question") | RunnablePassthrough.assign(docs=itemgetter("question") | retrieve)
+    if draft is not None:
+        chain = chain | _draft_steps(retrieve, llm, formatter, k, draft)
+    return (chain | _SampleAndVote(llm, formatter, k, n)).with_config(run_name="kard_chain")
 
 
 def build_rd_chain(llm: Any, n: int = 5, formatter: StudentFormatter | None = None) -> Runnable:

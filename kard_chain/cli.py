@@ -56,7 +56,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"{args.out} now holds {index.n_docs} passages ({len(index.vocab)} terms)")
         else:
             params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)
-            index = build_index(passages, args.out, params=params, overwrite=args.overwrite)
+            index = build_index(passages, args.out, params=params, overwrite=args.overwrite, memory_gib=args.memory_gib)
             print(f"indexed {index.n_docs} passages ({len(index.vocab)} terms) into {args.out}")
     print(f"took {time.perf_counter() - start:.1f} s")
     return 0
@@ -183,7 +183,7 @@ def _student_chain(args: argparse.Namespace):
     from kard_chain.trained_chain import load_kard_chain
 
     return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates,
-                           first_stage_weight=args.first_stage_weight, n=args.n,
+                           first_stage_weight=args.first_stage_weight, draft=args.draft, n=args.n,
                            max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
                            method=args.method)
 
@@ -198,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.first_stage_weight is None:
         args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
-                **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "n", "temperature",
+                **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "n", "temperature",
                                                        "max_new_tokens", "dataset", "split")}}
     summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,
                              overwrite=args.overwrite)
@@ -208,8 +208,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     result = _student_chain(args).invoke(args.question)
+    if "draft" in result:
+        print(f"  draft: {result['draft']}")
     for rank, p in enumerate(result["passages"], 1):
-        print(f"  [{rank}] {p['id']}  {p['title']}: {p['text'][:200]}")
+        found_by = f" (round {p['round']})" if "round" in p else ""
+        print(f"  [{rank}]{found_by} {p['id']}  {p['title']}: {p['text'][:200]}")
     for r in result["rationales"]:
         print(f"  - ({r['answer']}) {r['text']}")
     print(f"answer: {result['answer']}  votes: {result['votes']}")
@@ -228,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         teacher, name = build_teacher_chain(model, "generic", mode="rationalize", n=args.teacher_n), model_name(model)
     out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
     run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
-             chroma=not args.no_chroma, overwrite=args.overwrite)
+             chroma=not args.no_chroma, overwrite=args.overwrite, passages_from=args.passages_from)
     return 0
 
 
@@ -240,6 +243,9 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--first-stage-weight", type=NON_NEGATIVE,
                    help="weight of z(BM25) beside z(reranker) in the ranking (default 0.2; 0: the reranker alone)")
     p.add_argument("-k", type=POSITIVE_INT, help="passages per question")
+    p.add_argument("--draft", choices=["draft", "question+draft"],
+                   help="a second retrieval round with the student's draft rationale (alone or after the question); "
+                        "the final samples read both rounds' passages (default: one round, as in the paper)")
     p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
     p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the student")
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help="longest rationale sampled, in tokens")
@@ -265,6 +271,8 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
     p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher")
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
+    p.add_argument("--passages-from", choices=["rationale", "question", "mixed"], default="rationale",
+                   help="where the KARD student's training passages come from (default: the rationale, as in the paper)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
 
@@ -282,6 +290,8 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--b", type=NON_NEGATIVE, default=0.75, help="BM25 length normalisation (0: none, 1: full)")
     p.add_argument("--epsilon", type=NON_NEGATIVE, default=0.25, help="okapi idf floor, times the mean idf")
     p.add_argument("--no-title", action="store_true", help="index passage text only")
+    p.add_argument("--memory-gib", type=POSITIVE, default=2.0,
+                   help="bm25: working memory of the build, any corpus size (passage ids come on top, about 100 bytes each)")
     p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
     p.add_argument("--overlap", type=NON_NEGATIVE_INT, default=20, help="text corpora: words shared by neighbouring passages")
     p.add_argument("--embedding", help="chroma: minilm (the packaged all-MiniLM-L6-v2), hashing (lexical, no model) or an "

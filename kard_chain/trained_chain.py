@@ -24,7 +24,7 @@ from kard_chain.student.settings import StudentSettings, read_student_settings
 
 LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
 """Overrides that go to the student LLM."""
-OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "method", "device", "dtype")
+OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "draft", "method", "device", "dtype")
 FIRST_STAGE_WEIGHT = 0.2
 """Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: README)."""
 
@@ -89,7 +89,9 @@ def load_kard_chain(
     Overrides: ``n``, ``temperature``, ``max_new_tokens``, ``top_p``, ``top_k``, ``do_sample``,
     ``batch_size``, ``device``, ``dtype``, ``k`` (passages read), ``candidates`` (first-stage
     passages for the reranker, default 100), ``first_stage_weight`` (z(BM25) beside z(reranker),
-    default 0.2; 0 ranks by the reranker alone) and ``method``/``k`` for a folder without settings.
+    default 0.2; 0 ranks by the reranker alone), ``draft`` (a second retrieval round with the student's draft:
+    ``"draft"`` or ``"question+draft"``, see :func:`~kard_chain.chains.build_kard_chain`) and ``method``/``k`` for a
+    folder without settings.
     """
     from kard_chain.chains import build_kard_chain, build_rd_chain
     from kard_chain.student.format import StudentFormatter
@@ -115,5 +117,5 @@ def load_kard_chain(
     retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100,
                             FIRST_STAGE_WEIGHT if weight is None else weight)
                  if reranker is not None else _first_stage(index, settings.k))
-    return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter)
+    return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter, draft=overrides.get("draft"))
 

@@ -207,3 +207,6 @@ def test_cli_trains_evaluates_and_asks(setup, kard_student, capsys):
     assert kard(["ask", *args, test[0].question]) == 0
     printed = capsys.readouterr().out
     assert test[0].evidence_ids[0] in printed and "answer: " in printed
+    assert kard(["ask", *args, "--draft", "draft", test[0].question]) == 0
+    printed = capsys.readouterr().out
+    assert "  draft: " in printed and "[1] (round 1) " in printed and "answer: " in printed

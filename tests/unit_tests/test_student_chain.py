@@ -1,5 +1,6 @@
 """The student's formatter, the inference chain's vote, and the chain as an agent's tool (fake LLMs)."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -152,6 +153,70 @@ def test_an_agent_calls_the_chain_as_a_tool_and_gets_the_voted_answer(world):
     assert answered["answer"] == "C" and answered["votes"] == {"C": 3}
     assert answered["passages"][0]["id"] == ex.evidence_ids[0]
     assert result["messages"][-1].content == "It is green."
+
+
+def test_kard_pairs_take_their_passages_from_the_rationale_the_question_or_both():
+    """Three passages per animal, one per aspect: the question names the animal only, the rationale the colour."""
+    animals, colours = ["goat", "crow", "frog", "swan", "mole", "hare"], ["red", "blue", "green", "pink", "grey", "gold"]
+    passages = []
+    for a, c in zip(animals, colours):
+        passages += [Passage(id=f"{a}-home", text=f"The {a} lives in a burrow near water."),
+                     Passage(id=f"{a}-size", text=f"The {a} is small and light for an animal."),
+                     Passage(id=f"{a}-colour", text=f"The {a} is painted {c} by the locals.")]
+    train = [Example(id=a, question=f"What colour is the {a}?", answer="yes", reference_rationale=f"The {a} is painted {c}.")
+             for a, c in zip(animals, colours)]
+    retriever = BM25Retriever.from_passages(passages, k=3)
+    fmt = StudentFormatter.load()
+
+    def ids(query):
+        return [d.metadata["id"] for d in retriever.invoke(query)]
+
+    built = {how: student_pairs("kard", train, fmt, reference=True, retriever=retriever, k=3, passages_from=how,
+                                show_progress=False) for how in ("rationale", "question", "mixed")}
+    for pairs in built.values():
+        assert [p.example_id for p in pairs] == animals
+    for i, ex in enumerate(train):
+        by_rationale, by_question = ids(ex.reference_rationale), ids(ex.question)
+        assert by_rationale[0] == f"{ex.id}-colour" and by_question[0] != by_rationale[0]  # the world works as meant
+        assert built["rationale"][i].passage_ids == by_rationale
+        assert built["question"][i].passage_ids == by_question
+        mixed = built["mixed"][i].passage_ids
+        assert sorted(mixed) == sorted([by_rationale[0], *[p for p in by_question if p != by_rationale[0]][:2]])
+    orders = [p.passage_ids for p in built["mixed"]]
+    assert {o.index(f"{a}-colour") for o, a in zip(orders, animals)} != {0}  # the rationale's passage is not always first
+    again = student_pairs("kard", train, fmt, reference=True, retriever=retriever, k=3, passages_from="mixed", show_progress=False)
+    assert [p.passage_ids for p in again] == orders  # the same order on every build
+    with pytest.raises(ValueError, match="passages_from must be one of"):
+        student_pairs("kard", train, fmt, reference=True, retriever=retriever, passages_from="answer")
+
+
+def test_draft_guided_retrieval_reaches_the_second_hop():
+    """The question names a person; the answer sits in a passage about the town the person was born
+    in, which only the draft names. One round cannot reach it; the draft's round does."""
+    passages = [Passage(id="toller", text="Amrin Toller was born in the town of Vessick."),
+                *[Passage(id=f"river{i}", text=f"The river Ost{i} flows through Brel{i}.") for i in range(4)],
+                Passage(id="gable", text="The river Gable flows through Vessick.")]
+    retriever = BM25Retriever.from_passages(passages, k=2)
+    question = "Which river flows through the town where Amrin Toller was born?"
+    draft = "Amrin Toller was born in Vessick. So the answer is (B) Gable."
+    options = {"A": "Ost0", "B": "Gable"}
+    one_round = build_kard_chain(retriever, ScriptedLLM(texts=[draft]), k=2, n=3).invoke({"question": question, "options": options})
+    assert "gable" not in [p["id"] for p in one_round["passages"]] and "draft" not in one_round
+    assert "round" not in one_round["passages"][0]  # the paper's chain's output is unchanged
+
+    for mode in ("draft", "question+draft"):
+        llm = ScriptedLLM(texts=[draft], prompts=[])
+        chain = build_kard_chain(retriever, llm, k=2, n=3, draft=mode)
+        out = chain.invoke({"question": question, "options": options})
+        assert [(p["id"], p["round"]) for p in out["passages"]] == [("toller", 1), ("gable", 2)]
+        assert out["answer"] == "B" and out["votes"] == {"B": 3} and out["draft"] == draft
+        first, final = llm.prompts  # one draft prompt, then the final samples' prompt
+        assert "Vessick" in first and "Gable flows" not in first and "Gable flows" in final
+        batched = chain.batch([{"question": question, "options": options}, {"question": "Where was Amrin Toller born?"}])
+        assert batched[0]["passages"] == out["passages"] and [p["round"] for p in batched[1]["passages"]] == [1, 2]
+        assert asyncio.run(chain.ainvoke({"question": question, "options": options}))["passages"] == out["passages"]
+    with pytest.raises(ValueError, match="draft must be None"):
+        build_kard_chain(retriever, ScriptedLLM(texts=[draft]), k=2, draft="answer")
 
 
 def test_kard_pairs_need_a_retriever_and_rationales(world):

@@ -126,6 +126,9 @@ def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(s
     assert llm.max_input_tokens == 40  # truncated as in training, not at the LLM's default 1024
     assert chain.steps[-1].formatter.max_passage_tokens == 24
     assert len(load_kard_chain(tmp / "kard", tmp / "index", k=1, n=1, max_new_tokens=2).invoke(test[0])["passages"]) == 1
+    drafted = load_kard_chain(tmp / "kard", tmp / "index", n=2, max_new_tokens=4, draft="question+draft").invoke(test[0])
+    assert isinstance(drafted["draft"], str) and len(drafted["passages"]) == 2
+    assert {p["round"] for p in drafted["passages"]} <= {1, 2} and drafted["passages"][0]["round"] == 1
 
     rd = load_kard_chain(tmp / "rd", n=1, max_new_tokens=4).invoke(test[0])
     assert rd["passages"] == [] and rd["answer"] is None or isinstance(rd["answer"], str)
