@@ -41,8 +41,10 @@ def results_markdown(r: dict) -> str:
         f"{r['student']['parameters'] / 1e6:.1f}M parameters, each trained {r['student']['steps']} steps of batch "
         f"{r['student']['batch_size']}. Answers: majority vote of {r['n']} samples; KARD reads the top {k} passages.",
         f"{r['questions']['train']} training and {r['questions']['test']} test questions; test entities never occur in training. "
-        f"Accuracy with 95% Wilson intervals. KARD (BM25) and KARD (reranker) are one student, as in the paper (its training "
-        f"passages come from the rationale); they differ in the retriever that serves it.", "",
+        f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
+        f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}), "
+        "served three ways: BM25(question); BM25(question) and a second round with the student's draft rationale; "
+        "the reranker.", "",
         "| method | accuracy [95% CI] | " + " | ".join(types) + " |",
         "|---|---|" + "---|" * len(types),
     ]

@@ -17,6 +17,7 @@ reference rationales, labelled as such in every record and report.
 from __future__ import annotations
 
 import json
+import re
 import resource
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from kard_chain.metrics import recall_at_k
 from kard_chain.records import Example, Rationale
 
 REFERENCE_TEACHER = "reference rationales (offline demo teacher)"
-METHODS = ("FT", "RD", "KARD (BM25)", "KARD (reranker)")
+METHODS = ("FT", "RD", "KARD (BM25)", "KARD (BM25, draft)", "KARD (reranker)")
 BUDGETS = {  # the same for every student of a size: optimiser steps of this batch size
     "tiny": {"steps": 40, "batch_size": 16, "reranker_steps": 4},
     "small": {"steps": 1500, "batch_size": 16, "reranker_steps": 20},
@@ -77,6 +78,8 @@ class DemoRun:
     log: Callable[[str], None]
     teacher: Runnable | None = None
     teacher_name: str = REFERENCE_TEACHER
+    passages_from: str = "rationale"
+    """Where the KARD student's training passages come from (``kard train-student --passages-from``)."""
     world: World | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     made: dict[str, Any] = field(default_factory=dict)
@@ -226,6 +229,7 @@ def train_students(run: DemoRun) -> dict:
         config = StudentTrainingConfig(
             model=str(run.made["student init"]), output_dir=run.out / f"student_{method}", method=method, dataset="jsonl",
             data_dir=run.out / "data" / "train.jsonl", rationales=run.out / "rationales.jsonl", index=run.out / "index", k=run.k,
+            passages_from=run.passages_from,
             batch_size=run.budget["batch_size"], max_steps=run.budget["steps"], learning_rate=2e-3, warmup_ratio=0.05,
             max_source_tokens=256, max_target_tokens=64, save_every=max(50, run.budget["steps"] // 4), seed=run.seed,
             overwrite_output_dir=True,
@@ -238,8 +242,8 @@ def train_students(run: DemoRun) -> dict:
 
 
 def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
-    """The four answering chains over ``index``: each student and the reranker loaded once, wired by
-    :func:`~kard_chain.trained_chain.load_kard_chain`."""
+    """The answering chains over ``index`` (the KARD student with BM25, with BM25 and its draft's second round, and with
+    the reranker): each student and the reranker loaded once, wired by :func:`~kard_chain.trained_chain.load_kard_chain`."""
     from kard_chain.reranker.model import KardReranker
     from kard_chain.trained_chain import load_kard_chain, load_student_llm
 
@@ -250,6 +254,7 @@ def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
     llms = run.made["llms"]
     return {"FT": load_kard_chain(llms["ft"], n=run.n), "RD": load_kard_chain(llms["rd"], n=run.n),
             "KARD (BM25)": load_kard_chain(llms["kard"], index, n=run.n),
+            "KARD (BM25, draft)": load_kard_chain(llms["kard"], index, n=run.n, draft="question+draft"),
             "KARD (reranker)": load_kard_chain(llms["kard"], index, reranker=run.made["reranker"], candidates=20, n=run.n)}
 
 
@@ -259,8 +264,8 @@ def _student_of(slug: str) -> str:
 
 
 def _slug(method: str) -> str:
-    """A file name for a method: ``KARD (BM25)`` -> ``kard_bm25``."""
-    return method.lower().replace(" ", "").replace("(", "_").replace(")", "")
+    """A file name for a method: ``KARD (BM25)`` -> ``kard_bm25``, ``KARD (BM25, draft)`` -> ``kard_bm25_draft``."""
+    return re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")
 
 
 def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path, index: Path | None = None) -> tuple[dict, dict]:
@@ -293,7 +298,8 @@ def retrieval_recall(run: DemoRun) -> dict:
     served = run.made["evaluate"]
     two_hop = [e for e in test if e.metadata.get("second_hop_disjoint")]
     found = {label: {qid: r.passage_ids for qid, r in served[method].items()}
-             for label, method in (("BM25 (question)", "KARD (BM25)"), ("KARD reranker", "KARD (reranker)"))}
+             for label, method in (("BM25 (question)", "KARD (BM25)"), ("BM25, then the draft", "KARD (BM25, draft)"),
+                                   ("KARD reranker", "KARD (reranker)"))}
     if run.made.get("index (Chroma)") is not None:
         docs = run.made["index (Chroma)"].batch([e.question for e in test])
         found[f"Chroma ({run.made['embedding']} embedding)"] = {e.id: [d.metadata["id"] for d in ds] for e, ds in zip(test, docs)}
@@ -346,7 +352,7 @@ def _summary(run: DemoRun, total: float) -> dict:
                     "batch_size": budget["batch_size"],
                     "training": {m: {"seconds": round(t["train_seconds"], 1), "first_loss": t["first_loss"], "last_loss": t["last_loss"]}
                                  for m, t in trained.items()}},
-        "n": run.n, "k": run.k, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
+        "n": run.n, "k": run.k, "passages_from": run.passages_from, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
         "stage_seconds": {s: round(v, 1) for s, v in run.seconds.items()}, "total_seconds": round(total, 1),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
@@ -365,11 +371,13 @@ def run_demo(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     overwrite: bool = False,
+    passages_from: str = "rationale",
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
 
     ``out``'s manifest holds the run's settings: a rerun with the same ones resumes, one with
-    others is refused (``overwrite`` starts over)."""
+    others is refused (``overwrite`` starts over). ``passages_from``: where the KARD student's
+    training passages come from (the paper's ``"rationale"``, ``"question"`` or ``"mixed"``)."""
     import torch
 
     if size not in SIZES:
@@ -377,10 +385,11 @@ def run_demo(
     out = Path(out)
     budget = {**BUDGETS[size], **({"steps": steps} if steps else {})}
     settings = {"size": size, "seed": seed, "budget": budget, "n": n, "k": k, "chroma": chroma,
-                "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher")}
+                "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher"),
+                **({"passages_from": passages_from} if passages_from != "rationale" else {})}  # older runs' manifests still match
     prepare_output(out, Manifest("demo", settings), folder=True, overwrite=overwrite)
     run = DemoRun(out=out, size=size, seed=seed, budget=budget, n=n, k=k, show_progress=show_progress, log=log, teacher=teacher,
-                  teacher_name=settings["teacher"])
+                  teacher_name=settings["teacher"], passages_from=passages_from)
     started = time.perf_counter()
     torch.manual_seed(seed)
     for name, stage in STAGES:

@@ -31,7 +31,8 @@ def recompute_from_per_example_files(out, results):
             mine = [r["correct"] for i, r in recs.items() if types[i] == kind]
             assert row["by_type"][kind]["accuracy"] == pytest.approx(sum(mine) / len(mine))
     k = results["k"]
-    for label, method in (("BM25 (question)", "KARD (BM25)"), ("KARD reranker", "KARD (reranker)")):
+    for label, method in (("BM25 (question)", "KARD (BM25)"), ("BM25, then the draft", "KARD (BM25, draft)"),
+                          ("KARD reranker", "KARD (reranker)")):
         recs = records(out / "eval" / f"{_slug(method)}.jsonl")
         shares = [len(set(recs[e.id]["passage_ids"][:k]) & set(e.evidence_ids)) / len(e.evidence_ids) for e in world.test]
         assert results["retrieval"][label][f"recall@{k}"] == pytest.approx(sum(shares) / len(shares))
