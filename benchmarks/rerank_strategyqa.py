@@ -11,7 +11,7 @@ again by hash into a dev half (to choose settings on) and a test half (to report
 of the gold evidence paragraphs (the union over annotators) for BM25(question), the reranker
 over BM25(question)'s top 100 at each ``--first-stage-weight``, and BM25(facts) as the ceiling.
 Each recipe trains into its own folder (named by the flags given), so runs never mix; a rerun
-reuses a finished model. ``--reranker FOLDER`` evaluates a model trained elsewhere;
+reuses a finished model, and refuses one trained under other trainer defaults (``recipe.json``). ``--reranker FOLDER`` evaluates a model trained elsewhere;
 ``--latency`` adds reranking latency per question beside the on-the-fly and cross-encoder paths.
 """
 
@@ -21,7 +21,9 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +40,8 @@ from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
 from kard_chain.teacher.cache import rationale_pairs
 
 RECIPE = {"max_steps": int, "epochs": int, "batch_size": int, "candidates_per_set": int, "max_passage_tokens": int,
-          "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int}
+          "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int, "attention_dropout": float,
+          "mixed_precision": str}
 """Trainer fields a flag can override (the rest keep ``kard train-reranker``'s defaults)."""
 
 
@@ -88,6 +91,12 @@ def main() -> None:
     recipe = {name: getattr(args, name) for name in RECIPE if getattr(args, name) is not None}
     folder = args.reranker or work / ("reranker-" + (hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
                                                      if recipe else "defaults"))
+    resolved = RerankerTrainingConfig(encoder="-", candidates=Path("-"), index=Path("-"), output_dir=Path("-"), **recipe)
+    resolved = {name: getattr(resolved, name) for name in RECIPE}  # what the folder's model was trained with
+    made = folder / "recipe.json"
+    if args.reranker is None and made.is_file() and json.loads(made.read_text()) != resolved:
+        sys.exit(f"{folder} holds a reranker trained with {made.read_text()}, but this recipe (the trainer's defaults "
+                 f"changed?) is {json.dumps(resolved)}: move the folder away, or pass --reranker {folder} to evaluate it")
     train_s = 0.0
     if args.reranker is None and not (folder / "final" / "reranker.json").is_file():
         config = RerankerTrainingConfig(encoder=str(encoder), candidates=work / "candidates.jsonl", index=index_dir,
@@ -97,7 +106,9 @@ def main() -> None:
         metrics = train_reranker(config, show_progress=False)
         train_s = time.perf_counter() - t
         print(f"trained in {train_s:.0f} s (training loop {metrics['train_seconds']:.0f} s), loss "
-              f"{metrics['first_loss']:.3f} -> {metrics['last_loss']:.3f}")
+              f"{metrics['first_loss']:.3f} -> {metrics['last_loss']:.3f}; peak RSS so far "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+        made.write_text(json.dumps(resolved))
     final = folder / "final" if (folder / "final").is_dir() else folder
     reranker = KardReranker.from_pretrained(final)
     vectors = stored_vectors(reranker, sqa / "strategyqa_train_paragraphs.json", final.parent)

@@ -127,6 +127,20 @@ class _RerankerTask:
         return {"sets": len(self.held_out), "bm25_question": hits(by_bm25, gold), "reranker": hits(by_model, gold)}
 
 
+def _dropout_override(config: RerankerTrainingConfig) -> dict[str, float]:
+    """The encoder-config field that sets attention dropout, where ``attention_dropout`` asks for one."""
+    if config.attention_dropout is None:
+        return {}
+    from transformers import AutoConfig
+
+    encoder_config = AutoConfig.from_pretrained(config.encoder)
+    for name in ("attention_probs_dropout_prob", "attention_dropout"):
+        if hasattr(encoder_config, name):
+            return {name: config.attention_dropout}
+    raise ValueError(f"attention_dropout: the {type(encoder_config).__name__} of {config.encoder} has no attention dropout "
+                     "setting that kard knows (attention_probs_dropout_prob, attention_dropout); pass attention_dropout=None")
+
+
 def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]):
     """The reranker (from the last checkpoint's weights when resuming) and AdamW with a faster head."""
     import torch
@@ -137,7 +151,7 @@ def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]
     rconf = RerankerConfig(scoring=config.scoring, dim=config.dim, max_question_tokens=config.max_question_tokens,
                            max_passage_tokens=config.max_passage_tokens)
     torch.manual_seed(config.seed)
-    model = KardReranker.from_encoder(config.encoder, rconf)
+    model = KardReranker.from_encoder(config.encoder, rconf, **_dropout_override(config))
     if config.freeze_layers:
         _freeze_lower_layers(model.encoder, config.freeze_layers)
     if config.lora_r:
@@ -159,7 +173,7 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     from kard_chain.bm25.index import BM25Index
     from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
 
-    accelerator = make_accelerator(config.grad_accum)
+    accelerator = make_accelerator(config.grad_accum, config.mixed_precision, cpu_bf16=True)
     out = config.output_dir
     inputs = {"encoder": config.encoder, "candidates": config.candidates, "index": config.index}
     checkpoints = prepare_run(config, "reranker-run", inputs, accelerator)

@@ -59,17 +59,31 @@ class LoopResult:
         return sum(self.losses[:w]) / w, sum(self.losses[-w:]) / w
 
 
-def make_accelerator(grad_accum: int, mixed_precision: str = "no"):
-    """An :class:`accelerate.Accelerator`; ``mixed_precision="auto"``: bf16 on a GPU that has it, fp16 on others, none on CPU."""
-    import torch
+def make_accelerator(grad_accum: int, mixed_precision: str = "no", cpu_bf16: bool = False):
+    """An :class:`accelerate.Accelerator`; ``mixed_precision="auto"``: bf16 on a GPU that has it, fp16 on others; on a
+    CPU, bf16 where ``cpu_bf16`` and the CPU has native bf16 instructions, else none."""
     from accelerate import Accelerator
 
-    if mixed_precision == "auto":
-        if not torch.cuda.is_available():
-            mixed_precision = "no"
-        else:
-            mixed_precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=mixed_precision)
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=resolve_precision(mixed_precision, cpu_bf16))
+
+
+def resolve_precision(mixed_precision: str, cpu_bf16: bool = False) -> str:
+    """What ``mixed_precision="auto"`` means on this machine (see :func:`make_accelerator`); other values as given."""
+    import torch
+
+    if mixed_precision != "auto":
+        return mixed_precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_bf16 and cpu_has_native_bf16() else "no"
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, and slower."""
+    import torch
+
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check is not None and check() for check in checks)
 
 
 def epoch_batches(items: list, batch_size: int, seed: int, epoch: int, accelerator) -> tuple[list[list], random.Random]:

@@ -104,6 +104,27 @@ def test_frozen_lower_layers_keep_their_pretrained_weights(setup, tmp_path):
         train_reranker(config(setup, tmp_path / "too_many", max_steps=1, freeze_layers=9))
 
 
+def test_attention_dropout_is_off_by_default_and_bf16_is_chosen_where_the_cpu_has_it(setup, tmp_path, monkeypatch):
+    from kard_chain.reranker.trainer import _model_and_optimizer
+    from kard_chain.training import loop
+
+    def attention_dropouts(model):
+        return {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and ".attention.self" in name}
+
+    with_dropout = str(setup / "encoder_dropout")  # hidden and attention dropout 0.1
+    default, _ = _model_and_optimizer(config(setup, tmp_path, encoder=with_dropout), [])
+    kept, _ = _model_and_optimizer(config(setup, tmp_path, encoder=with_dropout, attention_dropout=None), [])
+    assert default.encoder.config.attention_probs_dropout_prob == 0.0 and attention_dropouts(default) <= {0.0}
+    assert kept.encoder.config.attention_probs_dropout_prob == 0.1 and attention_dropouts(kept) <= {0.1}
+    assert default.encoder.config.hidden_dropout_prob == 0.1  # only the attention's dropout changes
+    if not torch.cuda.is_available():
+        for native in (True, False):
+            monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda native=native: native)
+            assert loop.resolve_precision("auto", cpu_bf16=True) == ("bf16" if native else "no")
+            assert loop.resolve_precision("auto") == "no"  # the student trainer's auto: none on a CPU
+            assert loop.resolve_precision("fp16", cpu_bf16=True) == "fp16"
+
+
 def test_refuses_a_non_empty_folder(setup, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
