@@ -63,8 +63,15 @@ def make_accelerator(grad_accum: int, mixed_precision: str = "no", cpu_bf16: boo
     """An :class:`accelerate.Accelerator`; ``mixed_precision="auto"``: bf16 on a GPU that has it, fp16 on others; on a
     CPU, bf16 where ``cpu_bf16`` and the CPU has native bf16 instructions, else none."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
-    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=resolve_precision(mixed_precision, cpu_bf16))
+    precision = resolve_precision(mixed_precision, cpu_bf16)
+    shared = AcceleratorState._shared_state
+    if shared and str(shared.get("_mixed_precision", precision)) != precision:
+        # one process training both the reranker (bf16 on a bf16 CPU) and a student (fp32), as kard demo does:
+        # accelerate keeps one precision per process unless its state is reset (the distributed setup stays)
+        AcceleratorState._reset_state()
+    return Accelerator(gradient_accumulation_steps=grad_accum, mixed_precision=precision)
 
 
 def resolve_precision(mixed_precision: str, cpu_bf16: bool = False) -> str:

@@ -125,6 +125,13 @@ def test_attention_dropout_is_off_by_default_and_bf16_is_chosen_where_the_cpu_ha
             assert loop.resolve_precision("fp16", cpu_bf16=True) == "fp16"
 
 
+def test_one_process_trains_in_bf16_then_in_fp32():
+    """kard demo trains the reranker (bf16 on a bf16 CPU) and then the students (fp32) in one process."""
+    from kard_chain.training.loop import make_accelerator
+
+    assert [make_accelerator(1, p).mixed_precision for p in ("bf16", "no", "no", "bf16")] == ["bf16", "no", "no", "bf16"]
+
+
 def test_refuses_a_non_empty_folder(setup, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
