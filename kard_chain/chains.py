@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableConfig, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
@@ -154,6 +154,31 @@ def _interleaved(first: list[Document], second: list[Document], k: int) -> list[
     return out
 
 
+class _Assign(Runnable[dict, dict]):
+    """Adds ``key`` to each input dict: ``pick(step(query(x)))``, with one ``step.batch`` call per batch (inside
+    ``RunnablePassthrough.assign`` a batch becomes one call per input)."""
+
+    def __init__(self, key: str, step: Runnable, query: Any, pick: Any = None) -> None:
+        self.key, self.step, self.query, self.pick = key, step, query, pick or (lambda value: value)
+        self.name = key
+
+    def _with(self, x: dict, value: Any) -> Any:
+        return value if isinstance(value, Exception) else {**x, self.key: self.pick(value)}
+
+    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
+        return self.batch([input], config)[0]
+
+    def batch(self, inputs: list[dict], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[dict]:
+        if not inputs:
+            return []
+        values = self.step.batch([self.query(x) for x in inputs], config, return_exceptions=return_exceptions)
+        return [self._with(x, v) for x, v in zip(inputs, values)]
+
+    async def ainvoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
+        return self._with(input, await self.step.ainvoke(self.query(input), config))
+
+
 def _draft_steps(retrieve: Runnable, llm: Any, formatter: StudentFormatter, k: int, query: DraftQuery) -> Runnable:
     """Draft a rationale from the first round's passages, retrieve with it, and read both rounds."""
 
@@ -164,8 +189,8 @@ def _draft_steps(retrieve: Runnable, llm: Any, formatter: StudentFormatter, k: i
         return {**{key: v for key, v in x.items() if key != "second"}, "docs": _interleaved(list(x["docs"]), list(x["second"]), k)}
 
     return (
-        RunnablePassthrough.assign(draft=_SampleAndVote(llm, formatter, k, 1) | cheap_step(lambda r: r["rationales"][0]["text"], "draft_text"))
-        | RunnablePassthrough.assign(second=cheap_step(draft_query, "draft_query") | retrieve)
+        _Assign("draft", _SampleAndVote(llm, formatter, k, 1), lambda x: x, pick=lambda r: r["rationales"][0]["text"])
+        | _Assign("second", retrieve, draft_query)
         | cheap_step(merge, "both_rounds")
     )
 
@@ -195,7 +220,7 @@ def build_kard_chain(
         warnings.warn(f"{type(retriever).__name__} does not take k per call: the student reads at most the first {k} "
                       "passages it returns", stacklevel=2)
         retrieve = retriever
-    chain = cheap_step(_as_query, "question") | RunnablePassthrough.assign(docs=itemgetter("question") | retrieve)
+    chain = cheap_step(_as_query, "question") | _Assign("docs", retrieve, itemgetter("question"))
     if draft is not None:
         chain = chain | _draft_steps(retrieve, llm, formatter, k, draft)
     return (chain | _SampleAndVote(llm, formatter, k, n)).with_config(run_name="kard_chain")

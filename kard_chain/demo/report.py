@@ -43,7 +43,7 @@ def results_markdown(r: dict) -> str:
         f"{r['questions']['train']} training and {r['questions']['test']} test questions; test entities never occur in training. "
         f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
         f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}), "
-        "served three ways: BM25(question); BM25(question) and a second round with the student's draft rationale; "
+        "served three ways: BM25(question); BM25(question) and a second round queried with the student's draft rationale; "
         "the reranker.", "",
         "| method | accuracy [95% CI] | " + " | ".join(types) + " |",
         "|---|---|" + "---|" * len(types),
@@ -72,7 +72,7 @@ def summary_screen(r: dict, out: Path, chart: str) -> str:
     lines = [f"kard demo ({r['size']}): {r['questions']['test']} test questions about unseen entities; teacher: {r['teacher']}"]
     for method, row in r["methods"].items():
         follow = r["editing"]["follow_edit"][method]["accuracy"]
-        lines.append(f"  {method:<16} accuracy {_interval(row)}   follows edited knowledge {follow:.2f}")
+        lines.append(f"  {method:<18} accuracy {_interval(row)}   follows edited knowledge {follow:.2f}")
     lines.append(f"  reranker: {r['reranker_encoder']}")
     lines.append(f"  {r['total_seconds']:.0f} s in all, peak {r['peak_memory_gib']:.2f} GiB")
     lines.append(f"  report: {out / 'results.md'}, {out / 'results.json'}, {chart}")

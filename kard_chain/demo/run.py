@@ -254,7 +254,7 @@ def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
     llms = run.made["llms"]
     return {"FT": load_kard_chain(llms["ft"], n=run.n), "RD": load_kard_chain(llms["rd"], n=run.n),
             "KARD (BM25)": load_kard_chain(llms["kard"], index, n=run.n),
-            "KARD (BM25, draft)": load_kard_chain(llms["kard"], index, n=run.n, draft="question+draft"),
+            "KARD (BM25, draft)": load_kard_chain(llms["kard"], index, n=run.n, draft="draft"),  # "draft" alone: chosen on training questions (README)
             "KARD (reranker)": load_kard_chain(llms["kard"], index, reranker=run.made["reranker"], candidates=20, n=run.n)}
 
 

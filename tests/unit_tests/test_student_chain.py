@@ -87,8 +87,8 @@ def test_training_input_and_inference_input_are_the_same_text(world):
     llm = ScriptedLLM(texts=["x. So the answer is (A) red."])
 
     class Fixed(BM25Retriever):
-        def _get_relevant_documents(self, query, *, run_manager, k=None):
-            return docs
+        def search(self, queries, k=None):  # invoke and the vectorised batch both search
+            return [docs for _ in queries]
 
     fixed = Fixed(index=retriever.index, k=2)
     build_kard_chain(fixed, llm, k=2, n=1, formatter=fmt).invoke(ex)
@@ -204,8 +204,15 @@ def test_draft_guided_retrieval_reaches_the_second_hop():
     assert "gable" not in [p["id"] for p in one_round["passages"]] and "draft" not in one_round
     assert "round" not in one_round["passages"][0]  # the paper's chain's output is unchanged
 
+    class Counting(ScriptedLLM):
+        calls: list[int] = []
+
+        def _generate(self, prompts, stop=None, run_manager=None, n: int = 1, **kwargs: Any) -> LLMResult:
+            self.calls.append(len(prompts))
+            return super()._generate(prompts, stop, run_manager, n=n, **kwargs)
+
     for mode in ("draft", "question+draft"):
-        llm = ScriptedLLM(texts=[draft], prompts=[])
+        llm = Counting(texts=[draft], prompts=[], calls=[])
         chain = build_kard_chain(retriever, llm, k=2, n=3, draft=mode)
         out = chain.invoke({"question": question, "options": options})
         assert [(p["id"], p["round"]) for p in out["passages"]] == [("toller", 1), ("gable", 2)]
@@ -214,6 +221,7 @@ def test_draft_guided_retrieval_reaches_the_second_hop():
         assert "Vessick" in first and "Gable flows" not in first and "Gable flows" in final
         batched = chain.batch([{"question": question, "options": options}, {"question": "Where was Amrin Toller born?"}])
         assert batched[0]["passages"] == out["passages"] and [p["round"] for p in batched[1]["passages"]] == [1, 2]
+        assert llm.calls[-2:] == [2, 2]  # a batch: one generate call for the drafts, one for the final samples
         assert asyncio.run(chain.ainvoke({"question": question, "options": options}))["passages"] == out["passages"]
     with pytest.raises(ValueError, match="draft must be None"):
         build_kard_chain(retriever, ScriptedLLM(texts=[draft]), k=2, draft="answer")
