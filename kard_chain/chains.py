@@ -60,7 +60,21 @@ def _as_query(value: Any) -> dict[str, Any]:
     return query
 
 
-class _SampleAndVote(Runnable[dict, dict]):
+class _Batched(Runnable[dict, dict]):
+    """A step that works a batch at a time: ``invoke`` is a batch of one, an empty batch does nothing."""
+
+    def _batch(self, inputs: list[dict], config: Any, return_exceptions: bool) -> list:
+        raise NotImplementedError
+
+    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
+        return self.batch([input], config)[0]
+
+    def batch(self, inputs: list[dict], config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any) -> list[dict]:
+        return self._batch(inputs, config, return_exceptions) if inputs else []
+
+
+class _SampleAndVote(_Batched):
     """Formats each question (with its passages), samples n rationales in one ``generate`` call for
     a whole batch, parses and votes."""
 
@@ -95,13 +109,7 @@ class _SampleAndVote(Runnable[dict, dict]):
         result = self.llm.generate([p for p, _ in prompts], n=self.n, callbacks=run_manager[0].get_child())
         return [self._result(x, docs, gens) for x, (_, docs), gens in zip(inputs, prompts, result.generations)]
 
-    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
-        return self.batch([input], config)[0]
-
-    def batch(self, inputs: list[dict], config: RunnableConfig | list[RunnableConfig] | None = None, *,
-              return_exceptions: bool = False, **kwargs: Any) -> list[dict]:
-        if not inputs:
-            return []
+    def _batch(self, inputs: list[dict], config: Any, return_exceptions: bool) -> list:
         return self._batch_with_config(self._run, inputs, config, return_exceptions=return_exceptions)
 
     async def ainvoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
@@ -154,7 +162,7 @@ def _interleaved(first: list[Document], second: list[Document], k: int) -> list[
     return out
 
 
-class _Assign(Runnable[dict, dict]):
+class _Assign(_Batched):
     """Adds ``key`` to each input dict: ``pick(step(query(x)))``, with one ``step.batch`` call per batch (inside
     ``RunnablePassthrough.assign`` a batch becomes one call per input)."""
 
@@ -165,13 +173,7 @@ class _Assign(Runnable[dict, dict]):
     def _with(self, x: dict, value: Any) -> Any:
         return value if isinstance(value, Exception) else {**x, self.key: self.pick(value)}
 
-    def invoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
-        return self.batch([input], config)[0]
-
-    def batch(self, inputs: list[dict], config: RunnableConfig | list[RunnableConfig] | None = None, *,
-              return_exceptions: bool = False, **kwargs: Any) -> list[dict]:
-        if not inputs:
-            return []
+    def _batch(self, inputs: list[dict], config: Any, return_exceptions: bool) -> list:
         values = self.step.batch([self.query(x) for x in inputs], config, return_exceptions=return_exceptions)
         return [self._with(x, v) for x, v in zip(inputs, values)]
 
