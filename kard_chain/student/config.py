@@ -4,7 +4,7 @@ reads its fields for ``--help``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,10 @@ from kard_chain.training.config import TrainingConfig
 
 class StudentTrainingConfig(TrainingConfig):
     """Everything a student training run needs."""
+
+    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale"}
+    """Fields that runs made before they existed did not record, with the value those runs used: a run at that value
+    resumes their folders."""
 
     model: str
     """Model to start from (folder or hub name): seq2seq (T5) or decoder-only."""

@@ -42,12 +42,15 @@ def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerato
     checkpoints to resume from.
 
     A folder made by another run is refused, naming what differs (``overwrite_output_dir`` starts
-    over); a non-empty folder that kard did not make is refused unless ``overwrite_output_dir``
+    over); a field the config lists in ``IMPLIED_BEFORE`` is recorded only away from the value runs
+    made before it existed used, so their folders still resume; a non-empty folder that kard did not make is refused unless ``overwrite_output_dir``
     (then the run trains into it, touching only its own files). Every process checks; the main
     process alone writes.
     """
     out = config.output_dir
-    settings = {k: v for k, v in config.model_dump(mode="json").items() if k not in RUN_FIELDS_THAT_MAY_CHANGE}
+    implied = getattr(config, "IMPLIED_BEFORE", {})  # recorded only where they differ from what older runs did
+    settings = {k: v for k, v in config.model_dump(mode="json").items()
+                if k not in RUN_FIELDS_THAT_MAY_CHANGE and not (k in implied and v == implied[k])}
     manifest = Manifest(kind, {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}})
     action = _run_action(out, manifest, settings, config.overwrite_output_dir)
     main = accelerator is None or accelerator.is_main_process
