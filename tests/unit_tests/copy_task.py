@@ -16,7 +16,7 @@ def copy_task(n_train=240, n_test=40, seed=0):
     while len(names) < n_train + n_test:
         names.add("".join(rng.choice(letters) + rng.choice("aeiou") for _ in range(3)))
     examples, passages = [], []
-    for i, name in enumerate(sorted(names, key=lambda _: rng.random())):
+    for i, name in enumerate(sorted(sorted(names), key=lambda _: rng.random())):  # sorted first: a set's order changes per process
         letter = rng.choice(sorted(COLOURS))
         passages.append(Passage(id=f"p{i}", title=name, text=f"the {name} is {COLOURS[letter]} ."))
         examples.append(Example(id=f"q{i}", question=f"what colour is the {name} ?", options=dict(COLOURS), answer=letter,
