@@ -4,9 +4,9 @@
 
 For each corpus (synthetic Zipf corpora of the given sizes, and StrategyQA's 9,251
 paragraphs when --data-dir is given) every system runs in its own process, so that peak
-memory is its own. Reported: tokenising, indexing and whole-build time, peak memory added by the build and peak RSS,
-index size on disk, load time, single-thread queries/s for top-100, and the top-10
-agreement and largest score difference of our backend against rank_bm25.
+memory is its own. Reported: tokenising, indexing and whole-build time, peak memory added by
+the build and peak RSS, index size on disk, load time, single-thread queries/s for top-100,
+and the top-10 agreement and largest score difference of our backend against rank_bm25.
 Needs the [bench] extra (bm25s, psutil, numba).
 """
 

@@ -11,7 +11,8 @@ again by hash into a dev half (to choose settings on) and a test half (to report
 of the gold evidence paragraphs (the union over annotators) for BM25(question), the reranker
 over BM25(question)'s top 100 at each ``--first-stage-weight``, and BM25(facts) as the ceiling.
 Each recipe trains into its own folder (named by the flags given), so runs never mix; a rerun
-reuses a finished model, and refuses one trained under other trainer defaults (``recipe.json``). ``--reranker FOLDER`` evaluates a model trained elsewhere;
+reuses a finished model, and refuses one trained under other trainer defaults (``recipe.json``).
+``--reranker FOLDER`` evaluates a model trained elsewhere;
 ``--latency`` adds reranking latency per question beside the on-the-fly and cross-encoder paths.
 """
 

@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field
 from kard_chain.answers import majority_vote, parse_answer
 from kard_chain.records import Example
 from kard_chain.runnables import cheap_step
-from kard_chain.student.format import StudentFormatter, as_passage
+from kard_chain.student.format import StudentFormatter, as_passage, passage_key
 from kard_chain.student.settings import StudentSettings, saved_settings
 
 
@@ -152,7 +152,7 @@ def _interleaved(first: list[Document], second: list[Document], k: int) -> list[
             if len(out) == k:
                 break
             for doc in pending[number]:
-                key = (as_passage(doc).id, doc.page_content)
+                key = passage_key(doc)
                 if key not in seen:
                     seen.add(key)
                     out.append(Document(page_content=doc.page_content, metadata={**doc.metadata, ROUND: number}, id=doc.id))

@@ -90,6 +90,12 @@ def as_passage(doc: Any) -> Passage:
     return Passage(id=str(meta.get("id", doc.id or "")) or "?", title=meta.get("title", ""), text=doc.page_content)
 
 
+def passage_key(doc: Any) -> tuple[str, str]:
+    """What makes two retrieved passages the same one: id and text (a Passage or a Document)."""
+    passage = as_passage(doc)
+    return passage.id, passage.text
+
+
 class StudentFormatter:
     """Renders (question, options, passages) into the student's input and (rationale, answer) into its target."""
 

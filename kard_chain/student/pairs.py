@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kard_chain.progress import progress
 from kard_chain.records import Example
-from kard_chain.student.format import StudentFormatter, as_passage
+from kard_chain.student.format import StudentFormatter, passage_key
 from kard_chain.student.settings import Method, PassagesFrom
 from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
 
@@ -92,21 +92,15 @@ def _passages(retriever: Any, chunk: list, by_id: Mapping[str, Example], k: int,
     by_rationale = retriever.batch([r.rationale for r in chunk]) if passages_from != "question" else None
     if passages_from == "rationale":
         return [docs[:k] for docs in by_rationale]
-    questions = {r.example_id: by_id[r.example_id].question for r in chunk}
-    order = list(questions)
-    found = dict(zip(order, retriever.batch([questions[i] for i in order])))
+    example_ids = list(dict.fromkeys(r.example_id for r in chunk))  # each question retrieved once
+    found = dict(zip(example_ids, retriever.batch([by_id[i].question for i in example_ids])))
     if passages_from == "question":
         return [found[r.example_id][:k] for r in chunk]
     out = []
     for r, own in zip(chunk, by_rationale):
         best = own[:1]
-        taken = {_key(d) for d in best}
-        docs = best + [d for d in found[r.example_id] if _key(d) not in taken][: k - len(best)]
+        taken = {passage_key(d) for d in best}
+        docs = best + [d for d in found[r.example_id] if passage_key(d) not in taken][: k - len(best)]
         random.Random(r.id).shuffle(docs)
         out.append(docs)
     return out
-
-
-def _key(doc: Any) -> tuple[str, str]:
-    passage = as_passage(doc)
-    return passage.id, passage.text

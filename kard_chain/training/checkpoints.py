@@ -42,10 +42,10 @@ def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerato
     checkpoints to resume from.
 
     A folder made by another run is refused, naming what differs (``overwrite_output_dir`` starts
-    over); a field the config lists in ``IMPLIED_BEFORE`` is recorded only away from the value runs
-    made before it existed used, so their folders still resume; a non-empty folder that kard did not make is refused unless ``overwrite_output_dir``
-    (then the run trains into it, touching only its own files). Every process checks; the main
-    process alone writes.
+    over); a field the config lists in ``IMPLIED_BEFORE`` is recorded only away from the value that
+    runs made before it existed used, so their folders still resume; a non-empty folder that kard
+    did not make is refused unless ``overwrite_output_dir`` (then the run trains into it, touching
+    only its own files). Every process checks; the main process alone writes.
     """
     out = config.output_dir
     implied = getattr(config, "IMPLIED_BEFORE", {})  # recorded only where they differ from what older runs did
