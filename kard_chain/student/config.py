@@ -15,7 +15,7 @@ from kard_chain.training.config import TrainingConfig
 class StudentTrainingConfig(TrainingConfig):
     """Everything a student training run needs."""
 
-    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale"}
+    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0}
     """Fields that runs made before they existed did not record, with the value those runs used: a run at that value
     resumes their folders."""
 
@@ -42,6 +42,9 @@ class StudentTrainingConfig(TrainingConfig):
     passages_from: PassagesFrom = "rationale"
     """kard: retrieve each input's passages with the rationale (the paper's), the question (as at inference), or mixed
     (the rationale's best passage among the question's top k - 1, shuffled)."""
+    counterfactual: int = Field(default=0, ge=0)
+    """kard: per multiple-choice pair, this many more with the gold option's text swapped for another option's in the
+    passages and rationale and the answer relabelled, so that reading beats recalling (0: the paper's data)."""
     prompt: str = "default"
     """Student prompt variant (``prompts/student/{prompt}.toml``)."""
     prompts_dir: Path | None = None

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kard_chain.progress import progress
 from kard_chain.records import Example
+from kard_chain.student.augment import counterfactuals
 from kard_chain.student.format import StudentFormatter, passage_key
 from kard_chain.student.settings import Method, PassagesFrom
 from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
@@ -53,11 +54,16 @@ def student_pairs(
     retriever: Any = None,
     k: int = 3,
     passages_from: PassagesFrom = "rationale",
+    counterfactual: int = 0,
     batch_size: int = 256,
     show_progress: bool = True,
 ) -> list[StudentPair]:
     """Training pairs for ``method`` from examples, the teacher's kept rationales (and/or the
-    examples' reference rationales) and, for ``kard``, a retriever queried as ``passages_from`` says."""
+    examples' reference rationales) and, for ``kard``, a retriever queried as ``passages_from`` says.
+
+    ``counterfactual`` (kard): for each multiple-choice pair, up to this many more pairs with the gold option's text
+    swapped for another option's in the passages and the rationale, and the answer relabelled
+    (:mod:`kard_chain.student.augment`); ids ``{pair id}~cf{j}``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if passages_from not in PASSAGE_SOURCES:
@@ -82,6 +88,10 @@ def student_pairs(
             source = formatter.source(e.question, e.options, docs)
             out.append(StudentPair(id=r.id, example_id=e.id, source=source.text, target=formatter.target(r.rationale, e.answer, e.options),
                                    passage_ids=source.passage_ids))
+            for j, (answer, rationale, swapped) in enumerate(counterfactuals(e, r.rationale, docs, counterfactual, r.id)):
+                source = formatter.source(e.question, e.options, swapped)
+                out.append(StudentPair(id=f"{r.id}~cf{j}", example_id=e.id, source=source.text,
+                                       target=formatter.target(rationale, answer, e.options), passage_ids=source.passage_ids))
         bar.update(len(chunk))
     bar.close()
     return out
