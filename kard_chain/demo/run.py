@@ -80,6 +80,8 @@ class DemoRun:
     teacher_name: str = REFERENCE_TEACHER
     passages_from: str = "rationale"
     """Where the KARD student's training passages come from (``kard train-student --passages-from``)."""
+    counterfactual: int = 1
+    """Counterfactual copies per 4-option KARD pair (``kard train-student --counterfactual``)."""
     world: World | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     made: dict[str, Any] = field(default_factory=dict)
@@ -220,20 +222,30 @@ def init_student(run: DemoRun) -> Path:
     return folder
 
 
+def student_config(run: DemoRun, method: str, output_dir: Path | None = None, **changes: Any) -> Any:
+    """The demo's training config of the ``method`` student (every student: one start, one budget); ``changes``
+    override fields (``benchmarks/demo_ablation.py`` varies the KARD student's data with them)."""
+    from kard_chain.student.trainer import StudentTrainingConfig
+
+    fields = dict(
+        model=str(run.made["student init"]), output_dir=output_dir or run.out / f"student_{method}", method=method,
+        dataset="jsonl", data_dir=run.out / "data" / "train.jsonl", rationales=run.out / "rationales.jsonl",
+        index=run.out / "index", k=run.k, passages_from=run.passages_from,
+        counterfactual=run.counterfactual if method == "kard" else 0,
+        batch_size=run.budget["batch_size"], max_steps=run.budget["steps"], learning_rate=2e-3, warmup_ratio=0.05,
+        max_source_tokens=256, max_target_tokens=64, save_every=max(50, run.budget["steps"] // 4), seed=run.seed,
+        overwrite_output_dir=True,
+    )
+    return StudentTrainingConfig(**{**fields, **changes})
+
+
 def train_students(run: DemoRun) -> dict:
     """FT, RD and KARD students from the same start, with the same budget; each skipped once trained."""
-    from kard_chain.student.trainer import StudentTrainingConfig, train_student
+    from kard_chain.student.trainer import train_student
 
     trained = {}
     for method in ("ft", "rd", "kard"):
-        config = StudentTrainingConfig(
-            model=str(run.made["student init"]), output_dir=run.out / f"student_{method}", method=method, dataset="jsonl",
-            data_dir=run.out / "data" / "train.jsonl", rationales=run.out / "rationales.jsonl", index=run.out / "index", k=run.k,
-            passages_from=run.passages_from,
-            batch_size=run.budget["batch_size"], max_steps=run.budget["steps"], learning_rate=2e-3, warmup_ratio=0.05,
-            max_source_tokens=256, max_target_tokens=64, save_every=max(50, run.budget["steps"] // 4), seed=run.seed,
-            overwrite_output_dir=True,
-        )
+        config = student_config(run, method)
         if (config.output_dir / "final" / "kard_student.json").is_file():
             trained[method] = json.loads((config.output_dir / "metrics.json").read_text())
         else:
@@ -268,14 +280,16 @@ def _slug(method: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", method.lower()).strip("_")
 
 
-def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path, index: Path | None = None) -> tuple[dict, dict]:
-    """Accuracy (overall and by question type) and the per-example records; ``index`` (what a KARD chain reads) goes
-    into the records' manifest with the student."""
+def evaluate(run: DemoRun, chain: Runnable, examples: list[Example], file: Path, index: Path | None = None,
+             student: Path | None = None) -> tuple[dict, dict]:
+    """Accuracy (overall and by question type) and the per-example records; ``index`` (what a KARD chain reads) and
+    ``student`` (default: the demo's student the file is named for) go into the records' manifest."""
     from kard_chain.evaluation import EvaluationRecord, evaluate_chain
     from kard_chain.jsonl_store import read_records
 
+    student = student or run.out / f"student_{_student_of(file.stem)}" / "final"
     summary = evaluate_chain(chain, examples, file, batch_size=16, show_progress=run.show_progress,
-                             settings={"chain": file.stem, "student": identity(run.out / f"student_{_student_of(file.stem)}" / "final"),
+                             settings={"chain": file.stem, "student": identity(student),
                                        "index": identity(index), "questions": len(examples)})
     records = read_records(file, EvaluationRecord)
     return {**accuracy_row(summary.correct, summary.total), "by_type": by_type(examples, records)}, records
@@ -352,7 +366,8 @@ def _summary(run: DemoRun, total: float) -> dict:
                     "batch_size": budget["batch_size"],
                     "training": {m: {"seconds": round(t["train_seconds"], 1), "first_loss": t["first_loss"], "last_loss": t["last_loss"]}
                                  for m, t in trained.items()}},
-        "n": run.n, "k": run.k, "passages_from": run.passages_from, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
+        "n": run.n, "k": run.k, "passages_from": run.passages_from,
+        "counterfactual": run.counterfactual, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
         "stage_seconds": {s: round(v, 1) for s, v in run.seconds.items()}, "total_seconds": round(total, 1),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
@@ -372,12 +387,14 @@ def run_demo(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     passages_from: str = "rationale",
+    counterfactual: int = 1,
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
 
     ``out``'s manifest holds the run's settings: a rerun with the same ones resumes, one with
     others is refused (``overwrite`` starts over). ``passages_from``: where the KARD student's
-    training passages come from (the paper's ``"rationale"``, ``"question"`` or ``"mixed"``)."""
+    training passages come from (the paper's ``"rationale"``, ``"question"`` or ``"mixed"``);
+    ``counterfactual``: copies per 4-option KARD pair with the gold option swapped for another (0: the paper's data)."""
     import torch
 
     if size not in SIZES:
@@ -386,10 +403,12 @@ def run_demo(
     budget = {**BUDGETS[size], **({"steps": steps} if steps else {})}
     settings = {"size": size, "seed": seed, "budget": budget, "n": n, "k": k, "chroma": chroma,
                 "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher"),
-                **({"passages_from": passages_from} if passages_from != "rationale" else {})}  # older runs' manifests still match
+                **({"passages_from": passages_from} if passages_from != "rationale" else {}),  # older runs' manifests still match
+                "counterfactual": counterfactual}  # a new default (was 0): older runs trained another KARD student
     prepare_output(out, Manifest("demo", settings), folder=True, overwrite=overwrite)
     run = DemoRun(out=out, size=size, seed=seed, budget=budget, n=n, k=k, show_progress=show_progress, log=log, teacher=teacher,
-                  teacher_name=settings["teacher"], passages_from=passages_from)
+                  teacher_name=settings["teacher"], passages_from=passages_from,
+                  counterfactual=counterfactual)
     started = time.perf_counter()
     torch.manual_seed(seed)
     for name, stage in STAGES:
