@@ -33,8 +33,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from kard_chain.demo.report import accuracy_row
-    from kard_chain.demo.run import (BUDGETS, DemoRun, bm25_index, evaluate, init_student, make_world, student_config,
-                                     teacher_rationales)
+    from kard_chain.demo.run import (
+        BUDGETS,
+        DemoRun,
+        bm25_index,
+        evaluate,
+        init_student,
+        make_world,
+        student_config,
+        teacher_rationales,
+    )
     from kard_chain.demo.world import edit_world
     from kard_chain.retrievers.bm25 import BM25Retriever
     from kard_chain.student.trainer import train_student

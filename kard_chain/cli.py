@@ -274,9 +274,9 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
     p.add_argument("--passages-from", choices=["rationale", "question", "mixed"], default="rationale",
                    help="where the KARD student's training passages come from (default: the rationale, as in the paper)")
-    p.add_argument("--counterfactual", type=NON_NEGATIVE_INT, default=1,
+    p.add_argument("--counterfactual", type=NON_NEGATIVE_INT, default=2,
                    help="copies of each 4-option KARD training pair with the gold option swapped for another in its passages "
-                        "and rationale (default 1; 0: the paper's data)")
+                        "and rationale (default 2; 0: the paper's data)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
 

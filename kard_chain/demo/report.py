@@ -33,7 +33,7 @@ def _interval(row: dict) -> str:
 def _counterfactual_note(copies: int) -> str:
     if not copies:
         return "; no counterfactual copies"
-    return (f"; each 4-option pair has {copies} counterfactual cop{'y' if copies == 1 else 'ies'}, the gold option's text "
+    return (f"; each 4-option pair whose passages state its answer has {copies} counterfactual cop{'y' if copies == 1 else 'ies'}, the gold option's text "
             "swapped for another's in its passages and rationale")
 
 

@@ -80,7 +80,7 @@ class DemoRun:
     teacher_name: str = REFERENCE_TEACHER
     passages_from: str = "rationale"
     """Where the KARD student's training passages come from (``kard train-student --passages-from``)."""
-    counterfactual: int = 1
+    counterfactual: int = 2
     """Counterfactual copies per 4-option KARD pair (``kard train-student --counterfactual``)."""
     world: World | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -227,15 +227,15 @@ def student_config(run: DemoRun, method: str, output_dir: Path | None = None, **
     override fields (``benchmarks/demo_ablation.py`` varies the KARD student's data with them)."""
     from kard_chain.student.trainer import StudentTrainingConfig
 
-    fields = dict(
-        model=str(run.made["student init"]), output_dir=output_dir or run.out / f"student_{method}", method=method,
-        dataset="jsonl", data_dir=run.out / "data" / "train.jsonl", rationales=run.out / "rationales.jsonl",
-        index=run.out / "index", k=run.k, passages_from=run.passages_from,
-        counterfactual=run.counterfactual if method == "kard" else 0,
-        batch_size=run.budget["batch_size"], max_steps=run.budget["steps"], learning_rate=2e-3, warmup_ratio=0.05,
-        max_source_tokens=256, max_target_tokens=64, save_every=max(50, run.budget["steps"] // 4), seed=run.seed,
-        overwrite_output_dir=True,
-    )
+    fields = {
+        "model": str(run.made["student init"]), "output_dir": output_dir or run.out / f"student_{method}", "method": method,
+        "dataset": "jsonl", "data_dir": run.out / "data" / "train.jsonl", "rationales": run.out / "rationales.jsonl",
+        "index": run.out / "index", "k": run.k, "passages_from": run.passages_from,
+        "counterfactual": run.counterfactual if method == "kard" else 0,
+        "batch_size": run.budget["batch_size"], "max_steps": run.budget["steps"], "learning_rate": 2e-3, "warmup_ratio": 0.05,
+        "max_source_tokens": 256, "max_target_tokens": 64, "save_every": max(50, run.budget["steps"] // 4), "seed": run.seed,
+        "overwrite_output_dir": True,
+    }
     return StudentTrainingConfig(**{**fields, **changes})
 
 
@@ -387,7 +387,7 @@ def run_demo(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     passages_from: str = "rationale",
-    counterfactual: int = 1,
+    counterfactual: int = 2,
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
 

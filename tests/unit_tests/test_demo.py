@@ -71,6 +71,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert all(json.loads(line)["model"] == REFERENCE_TEACHER for line in (out / "rationales.jsonl").read_text().splitlines())
     assert "| method | accuracy [95% CI] |" in (out / "results.md").read_text()
     assert "KARD (reranker)" in printed and "peak" in printed
+    ids = {m: [json.loads(line)["id"] for line in (out / f"student_{m}" / "pairs.jsonl").read_text().splitlines()] for m in ("rd", "kard")}
+    assert results["counterfactual"] == 2 and "2 counterfactual copies" in (out / "results.md").read_text()
+    assert any(i.endswith("~cf1") for i in ids["kard"]) and not any("~cf" in i for i in ids["rd"])  # KARD's data only
     recompute_from_per_example_files(out, results)
     if importlib.util.find_spec("matplotlib"):  # the chart needs the demo extra; the resume check below does not
         assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
