@@ -33,8 +33,8 @@ def _interval(row: dict) -> str:
 def _counterfactual_note(copies: int) -> str:
     if not copies:
         return "; no counterfactual copies"
-    return (f"; each 4-option pair whose passages state its answer has {copies} counterfactual cop{'y' if copies == 1 else 'ies'}, the gold option's text "
-            "swapped for another's in its passages and rationale")
+    return (f"; each 4-option pair whose passages state its answer has {copies} counterfactual "
+            f"cop{'y' if copies == 1 else 'ies'}, the gold option's text swapped for another's in its passages and rationale")
 
 
 def results_markdown(r: dict) -> str:
@@ -50,8 +50,8 @@ def results_markdown(r: dict) -> str:
         f"{r['questions']['train']} training and {r['questions']['test']} test questions; test entities never occur in training. "
         f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
         f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}"
-        f"{_counterfactual_note(r.get('counterfactual', 0))}), served three ways: BM25(question); BM25(question) and a second round queried with the student's draft rationale; "
-        "the reranker.", "",
+        f"{_counterfactual_note(r.get('counterfactual', 0))}), served three ways: BM25(question); BM25(question) and a "
+        "second round queried with the student's draft rationale; the reranker.", "",
         "| method | accuracy [95% CI] | " + " | ".join(types) + " |",
         "|---|---|" + "---|" * len(types),
     ]

@@ -62,4 +62,3 @@ def counterfactuals(example: Example, rationale: str, docs: Sequence[Any], copie
                    for p in passages]
         out.append((letter, swap_phrases(rationale, gold, new), swapped))
     return out
-
