@@ -43,6 +43,8 @@ BUDGETS = {  # the same for every student of a size: optimiser steps of this bat
     "medium": {"steps": 4000, "batch_size": 16, "reranker_steps": 100},
 }
 STUDENT_SHAPE = {"d_model": 128, "layers": 3, "heads": 4}
+COUNTERFACTUAL = 2
+"""Counterfactual copies per 4-option pair of the demo's KARD student (chosen on two seeds; README)."""
 
 
 def reference_teacher(world: World) -> Runnable[Example, list[Rationale]]:
@@ -80,7 +82,7 @@ class DemoRun:
     teacher_name: str = REFERENCE_TEACHER
     passages_from: str = "rationale"
     """Where the KARD student's training passages come from (``kard train-student --passages-from``)."""
-    counterfactual: int = 2
+    counterfactual: int = COUNTERFACTUAL
     """Counterfactual copies per 4-option KARD pair (``kard train-student --counterfactual``)."""
     world: World | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -387,7 +389,7 @@ def run_demo(
     log: Callable[[str], None] = print,
     overwrite: bool = False,
     passages_from: str = "rationale",
-    counterfactual: int = 2,
+    counterfactual: int = COUNTERFACTUAL,
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
 

@@ -24,24 +24,24 @@ from kard_chain.records import Example, Passage
 from kard_chain.student.format import as_passage
 
 
+def _whole_words(*phrases: str) -> re.Pattern:
+    """Any of ``phrases`` as whole words, case-insensitive, the longest first."""
+    alternatives = "|".join(re.escape(p) for p in sorted(phrases, key=len, reverse=True))
+    return re.compile(r"(?<!\w)(" + alternatives + r")(?!\w)", re.IGNORECASE)
+
+
 def swap_phrases(text: str, a: str, b: str) -> str:
     """``text`` with every whole-word ``a`` written ``b`` and every ``b`` written ``a`` (case-insensitive; a capital
     first letter is kept)."""
     if not a or not b or a.lower() == b.lower():
         return text
     swap = {a.lower(): b, b.lower(): a}
-    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(p) for p in sorted(swap, key=len, reverse=True)) + r")(?!\w)",
-                         re.IGNORECASE)
 
     def other(match: re.Match) -> str:
         found, new = match.group(0), swap[match.group(0).lower()]
         return new[:1].upper() + new[1:] if found[:1].isupper() else new
 
-    return pattern.sub(other, text)
-
-
-def _mentions(text: str, phrase: str) -> bool:
-    return re.search(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text, re.IGNORECASE) is not None
+    return _whole_words(a, b).sub(other, text)
 
 
 def counterfactuals(example: Example, rationale: str, docs: Sequence[Any], copies: int, key: str) -> list[tuple[str, str, list[Passage]]]:
@@ -52,7 +52,7 @@ def counterfactuals(example: Example, rationale: str, docs: Sequence[Any], copie
         return []
     passages = [as_passage(d) for d in docs]
     gold = example.options[example.answer]
-    if not any(_mentions(p.title + " " + p.text, gold) for p in passages):
+    if not any(_whole_words(gold).search(p.title + " " + p.text) for p in passages):
         return []
     others = [letter for letter, text in example.options.items() if letter != example.answer and text.lower() != gold.lower()]
     out = []
