@@ -15,6 +15,7 @@ _EXPORTS = {  # public name -> module: the one list of what kard_chain exports
     "BM25Params": "kard_chain.bm25.index",
     "BM25Retriever": "kard_chain.retrievers.bm25",
     "BM25Tokenizer": "kard_chain.bm25.tokenizer",
+    "BridgeRetriever": "kard_chain.retrievers.bridge",
     "ChromaRetriever": "kard_chain.retrievers.chroma",
     "DecoderLLM": "kard_chain.student.llm",
     "Example": "kard_chain.records",

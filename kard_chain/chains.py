@@ -34,7 +34,6 @@ import warnings
 from operator import itemgetter
 from typing import Any, Literal
 
-from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import StructuredTool
@@ -42,8 +41,9 @@ from pydantic import BaseModel, Field
 
 from kard_chain.answers import majority_vote, parse_answer
 from kard_chain.records import Example
+from kard_chain.retrievers.bridge import ROUND, interleave_rounds
 from kard_chain.runnables import cheap_step
-from kard_chain.student.format import StudentFormatter, as_passage, passage_key
+from kard_chain.student.format import StudentFormatter, as_passage
 from kard_chain.student.settings import StudentSettings, saved_settings
 
 
@@ -136,30 +136,7 @@ def _takes_k(retriever: BaseRetriever) -> bool:
     return accepts(retriever._get_relevant_documents) and accepts(retriever._aget_relevant_documents)
 
 
-ROUND = "retrieval_round"
-"""Metadata key of a passage's retrieval round (1: the question, 2: the draft) in a draft-guided chain."""
 DraftQuery = Literal["draft", "question+draft"]
-
-
-def _interleaved(first: list[Document], second: list[Document], k: int) -> list[Document]:
-    """The first ``k`` distinct passages, the rounds taking turns (a round whose next passage is already taken
-    gives its next new one), each marked with its round."""
-    out: list[Document] = []
-    seen: set[tuple[str, str]] = set()
-    pending = {1: iter(first), 2: iter(second)}
-    while len(out) < k and pending:
-        for number in list(pending):
-            if len(out) == k:
-                break
-            for doc in pending[number]:
-                key = passage_key(doc)
-                if key not in seen:
-                    seen.add(key)
-                    out.append(Document(page_content=doc.page_content, metadata={**doc.metadata, ROUND: number}, id=doc.id))
-                    break
-            else:
-                del pending[number]
-    return out
 
 
 class _Assign(_Batched):
@@ -188,7 +165,7 @@ def _draft_steps(retrieve: Runnable, llm: Any, formatter: StudentFormatter, k: i
         return x["draft"] if query == "draft" else f"{x['question']} {x['draft']}"
 
     def merge(x: dict) -> dict:
-        return {**{key: v for key, v in x.items() if key != "second"}, "docs": _interleaved(list(x["docs"]), list(x["second"]), k)}
+        return {**{key: v for key, v in x.items() if key != "second"}, "docs": interleave_rounds(list(x["docs"]), list(x["second"]), k)}
 
     return (
         _Assign("draft", _SampleAndVote(llm, formatter, k, 1), lambda x: x, pick=lambda r: r["rationales"][0]["text"])
