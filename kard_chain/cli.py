@@ -183,7 +183,7 @@ def _student_chain(args: argparse.Namespace):
     from kard_chain.trained_chain import load_kard_chain
 
     return load_kard_chain(args.student, args.index, reranker=args.reranker, k=args.k, candidates=args.candidates,
-                           first_stage_weight=args.first_stage_weight, draft=args.draft, n=args.n,
+                           first_stage_weight=args.first_stage_weight, draft=args.draft, bridge=args.bridge, n=args.n,
                            max_new_tokens=args.max_new_tokens, temperature=args.temperature, batch_size=args.batch_size,
                            method=args.method)
 
@@ -198,7 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.first_stage_weight is None:
         args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
-                **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "n", "temperature",
+                **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "bridge", "n", "temperature",
                                                        "max_new_tokens", "dataset", "split")}}
     summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,
                              overwrite=args.overwrite)
@@ -232,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
     run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
              chroma=not args.no_chroma, overwrite=args.overwrite, passages_from=args.passages_from,
-             counterfactual=args.counterfactual)
+             counterfactual=args.counterfactual, bridge=args.bridge)
     return 0
 
 
@@ -247,6 +247,9 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft", choices=["draft", "question+draft"],
                    help="a second retrieval round with the student's draft rationale (alone or after the question); "
                         "the final samples read both rounds' passages (default: one round, as in the paper)")
+    p.add_argument("--bridge", action=argparse.BooleanOptionalAction,
+                   help="a second retrieval round with the first passage's rarest new term, for two-hop questions "
+                        "(default: as the student was trained, kard train-student --bridge)")
     p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
     p.add_argument("--temperature", type=POSITIVE, default=0.7, help="sampling temperature of the student")
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help="longest rationale sampled, in tokens")
@@ -277,6 +280,9 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--counterfactual", type=NON_NEGATIVE_INT, default=2,
                    help="copies of each 4-option KARD training pair with the gold option swapped for another in its passages "
                         "and rationale (default 2; 0: the paper's data)")
+    p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=True,
+                   help="the KARD student's training passages take a bridge round too, as the bridge rows serve it "
+                        "(default; --no-bridge: one round, as in the paper)")
     p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
 

@@ -24,7 +24,7 @@ from kard_chain.student.settings import StudentSettings, read_student_settings
 
 LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
 """Overrides that go to the student LLM."""
-OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "draft", "method", "device", "dtype")
+OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "draft", "bridge", "method", "device", "dtype")
 FIRST_STAGE_WEIGHT = 0.2
 """Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: README)."""
 
@@ -90,8 +90,8 @@ def load_kard_chain(
     ``batch_size``, ``device``, ``dtype``, ``k`` (passages read), ``candidates`` (first-stage
     passages for the reranker, default 100), ``first_stage_weight`` (z(BM25) beside z(reranker),
     default 0.2; 0 ranks by the reranker alone), ``draft`` (a second retrieval round with the student's draft:
-    ``"draft"`` or ``"question+draft"``, see :func:`~kard_chain.chains.build_kard_chain`) and ``method``/``k`` for a
-    folder without settings.
+    ``"draft"`` or ``"question+draft"``, see :func:`~kard_chain.chains.build_kard_chain`), ``bridge`` (a second round
+    with the first passage's rarest new term, :class:`~kard_chain.retrievers.bridge.BridgeRetriever`; default: as the student was trained; ``index`` must then be a BM25 index) and ``method``/``k`` for a folder without settings.
     """
     from kard_chain.chains import build_kard_chain, build_rd_chain
     from kard_chain.student.format import StudentFormatter
@@ -117,5 +117,9 @@ def load_kard_chain(
     retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100,
                             FIRST_STAGE_WEIGHT if weight is None else weight)
                  if reranker is not None else _first_stage(index, settings.k))
+    if settings.bridge if overrides.get("bridge") is None else overrides["bridge"]:
+        from kard_chain.retrievers.bridge import BridgeRetriever
+
+        retriever = BridgeRetriever(first=retriever, index=_first_stage(index, settings.k), k=settings.k)
     return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter, draft=overrides.get("draft"))
 

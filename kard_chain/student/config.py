@@ -15,7 +15,7 @@ from kard_chain.training.config import TrainingConfig
 class StudentTrainingConfig(TrainingConfig):
     """Everything a student training run needs."""
 
-    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0}
+    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0, "bridge": False}
     """Fields that runs made before they existed did not record, with the value those runs used: a run at that value
     resumes their folders."""
 
@@ -45,6 +45,9 @@ class StudentTrainingConfig(TrainingConfig):
     counterfactual: int = Field(default=0, ge=0)
     """kard: per multiple-choice pair, this many more with the gold option's text swapped for another option's in the
     passages and rationale and the answer relabelled, so that reading beats recalling (0: the paper's data)."""
+    bridge: bool = False
+    """kard: every retrieval of the inputs' passages takes a second, bridge round (:mod:`kard_chain.retrievers.bridge`),
+    as a chain served with ``bridge`` does; saved with the student, so serving repeats it."""
     prompt: str = "default"
     """Student prompt variant (``prompts/student/{prompt}.toml``)."""
     prompts_dir: Path | None = None

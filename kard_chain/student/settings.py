@@ -34,6 +34,8 @@ class StudentSettings(BaseModel):
     """kard (question + passages), rd (question, rationale) or ft (question -> answer)."""
     k: int = Field(default=3, ge=1)
     """Passages per input (kard)."""
+    bridge: bool = False
+    """Passages come from two rounds, the second a bridge round (:class:`~kard_chain.retrievers.bridge.BridgeRetriever`)."""
     prompt: str = "default"
     """Student prompt variant."""
     prompts_dir: Path | None = None

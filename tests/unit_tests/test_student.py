@@ -210,3 +210,6 @@ def test_cli_trains_evaluates_and_asks(setup, kard_student, capsys):
     assert kard(["ask", *args, "--draft", "draft", test[0].question]) == 0
     printed = capsys.readouterr().out
     assert "  draft: " in printed and "[1] (round 1) " in printed and "answer: " in printed
+    assert kard(["ask", *args, "--bridge", test[0].question]) == 0
+    printed = capsys.readouterr().out
+    assert "[1] (round 1) " in printed and "  draft: " not in printed and "answer: " in printed

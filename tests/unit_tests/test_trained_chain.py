@@ -8,6 +8,7 @@ import pytest
 from kard_chain import BM25Retriever, Example, KardDataError
 from kard_chain.answers import cut_at_stop, format_answer, parse_answer, render_target, strip_final_answer
 from kard_chain.chains import build_kard_chain
+from kard_chain.retrievers.bridge import BridgeRetriever
 from kard_chain.student.format import StudentFormatter, load_student_prompt
 from kard_chain.teacher.chain import judge
 from tests.unit_tests.copy_task import copy_task
@@ -129,6 +130,20 @@ def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(s
     drafted = load_kard_chain(tmp / "kard", tmp / "index", n=2, max_new_tokens=4, draft="question+draft").invoke(test[0])
     assert isinstance(drafted["draft"], str) and len(drafted["passages"]) == 2
     assert {p["round"] for p in drafted["passages"]} <= {1, 2} and drafted["passages"][0]["round"] == 1
+    def retriever(chain):  # the retriever the chain's "docs" step asks
+        return next(step.step.bound for step in chain.steps if getattr(step, "key", None) == "docs")
+
+    one_round = load_kard_chain(tmp / "kard", tmp / "index", n=1, max_new_tokens=2)
+    bridged = load_kard_chain(tmp / "kard", tmp / "index", n=1, max_new_tokens=2, bridge=True)
+    assert isinstance(retriever(one_round), BM25Retriever) and isinstance(retriever(bridged), BridgeRetriever)
+    assert "round" not in one_round.invoke(test[0])["passages"][0] and bridged.invoke(test[0])["passages"][0]["round"] == 1
+    settings = json.loads((tmp / "kard" / "kard_student.json").read_text())
+    (tmp / "kard" / "kard_student.json").write_text(json.dumps({**settings, "bridge": True}))  # a student trained with bridge rounds
+    try:
+        assert isinstance(retriever(load_kard_chain(tmp / "kard", tmp / "index", n=1)), BridgeRetriever)
+        assert isinstance(retriever(load_kard_chain(tmp / "kard", tmp / "index", n=1, bridge=False)), BM25Retriever)
+    finally:
+        (tmp / "kard" / "kard_student.json").write_text(json.dumps(settings))
 
     rd = load_kard_chain(tmp / "rd", n=1, max_new_tokens=4).invoke(test[0])
     assert rd["passages"] == [] and rd["answer"] is None or isinstance(rd["answer"], str)
