@@ -1,7 +1,7 @@
-"""Does the KARD reranker find the passage BM25(question) misses? The demo's world with three passages per organism,
-one per aspect (looks, food, home), all naming the organism, none worded like the question: "What does the velomar
-feed on?" is answered by "Every evening the velomar hunts for fish along the muddy banks ...", which shares only the
-name with the question (and is the longest of the three, so BM25's length normalisation ranks it last).
+"""Does the KARD reranker find the passage BM25(question) misses? The demo's world has five passages per organism,
+one per aspect (home, song, young, looks, food), all naming the organism, none worded like the question: "What does
+the velomar feed on?" is answered by "Every evening the velomar hunts for fish near slow rivers.", which shares only
+the name with the question and is longer than three of the others, so BM25(question) never ranks it in the top 3.
 
     python benchmarks/reranker_aspects.py --seeds 0 1 --out /tmp/aspects
 
@@ -17,34 +17,6 @@ import platform
 from pathlib import Path
 
 import torch
-
-
-def aspect_world(seed: int):
-    """The demo's small world with each organism's passage split into three aspect passages."""
-    from kard_chain.demo.world import build_world
-    from kard_chain.records import Passage
-
-    world = build_world("small", seed=seed)
-    passages = []
-    for p in world.passages:
-        e = world.entities.get(p.id)
-        if e is None or e.kind != "organism":
-            passages.append(p)
-            continue
-        a, title = e.attributes, e.name.title()
-        home = world.entities[a["home"]].name.title()
-        passages += [
-            Passage(id=f"{e.id}-looks", title=title, text=f"The {e.name} is a small {a['colour']} animal with a long striped tail."),
-            Passage(id=f"{e.id}-food", title=title, text=f"Every evening the {e.name} hunts for {a['diet']} along the muddy "
-                                                          "banks of slow rivers and ponds, far from its nest."),
-            Passage(id=f"{e.id}-home", title=title, text=f"The {e.name} lives in {home}."),
-        ]
-    world.passages = passages
-    for ex in world.train + world.test:
-        aspect = {"diet": "food", "colour": "looks"}.get(ex.metadata["type"])
-        if aspect:
-            ex.evidence_ids = [f"{ex.metadata['entity']}-{aspect}"]
-    return world
 
 
 def main() -> None:
@@ -65,6 +37,7 @@ def main() -> None:
         teacher_rationales,
         train_reranker,
     )
+    from kard_chain.demo.world import build_world
     from kard_chain.reranker.model import KardReranker
     from kard_chain.retrievers.bm25 import BM25Retriever
     from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
@@ -75,7 +48,7 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         (out / "data").mkdir(parents=True, exist_ok=True)
         run = DemoRun(out=out, size="small", seed=seed, budget={"reranker_steps": args.steps}, n=5, k=3, show_progress=False,
-                      log=lambda _: None, world=aspect_world(seed))
+                      log=lambda _: None, world=build_world("small", seed=seed))
         for name, records in (("train", run.world.train), ("test", run.world.test), ("passages", run.world.passages)):
             _write_jsonl(out / "data" / f"{name}.jsonl", records)
         for name, stage in (("index (BM25)", bm25_index), ("teacher", teacher_rationales),

@@ -1,14 +1,15 @@
 """A seeded world of made-up places, organisms and people: a knowledge-intensive task that runs offline.
 
     world = build_world(WorldSize(places=120, organisms=300, people=300), seed=0)
-    world.passages          # Wikipedia-like passages, one per entity, plus distractors
+    world.passages          # Wikipedia-like passages (one per place or person, five per organism), plus distractors
     world.train, world.test # questions (yes/no and 4-option) about disjoint entities
     world.rationales[qid]   # reference rationales stating the needed facts, several wordings
 
 Question types (``Example.metadata["type"]``):
 
-* ``colour`` (yes/no, one hop): "Is the velomar red?" from the organism's passage;
-* ``diet`` (4 options, one hop): "What does the velomar feed on?";
+* ``colour`` (yes/no, one hop): "Is the velomar red?" from the organism's ``looks`` passage;
+* ``diet`` (4 options, one hop): "What does the velomar feed on?" from its ``food`` passage, which BM25(question)
+  ranks below the organism's four other passages (:data:`ORGANISM_ASPECTS`);
 * ``trade`` (4 options, one hop): "Which trade does Karu Tesh practise?";
 * ``weather`` (4 options, two hops): "What weather is usual where Karu Tesh was born?" needs the
   person's passage (birthplace) and then the place's (climate). ``metadata["second_hop_disjoint"]``
@@ -37,10 +38,19 @@ PLACE_TEXT = [
     "{name} is a remote province with a {climate} climate. Its hills hold old stone towers and quiet farms.",
     "{name} is a province known for its {climate} climate and for the slow river that crosses its valleys.",
 ]
-ORGANISM_TEXT = [
-    "The {name} is a small {colour} animal of {home}. It feeds on {diet} and rests in hollow trees.",
-    "The {name}, a shy creature from {home}, has {colour} fur and eats mostly {diet}.",
-]
+ORGANISM_ASPECTS = {  # an organism's passages, one per aspect, none worded like a question ("feed on", "Is ... red?")
+    "home": ["The {name} lives in {home}.", "The {name} is found in {home}."],
+    "song": ["The {name} sings at dawn.", "The {name} calls softly at dusk."],
+    "young": ["The young of the {name} stay close to their mothers.", "The {name} raises two young each spring."],
+    "looks": ["The {name} is a small {colour} animal with a long striped tail and round ears.",
+              "Seen from afar, the {name} shows {colour} fur, a narrow face and a short curled tail."],
+    "food": ["Every evening the {name} hunts for {diet} near slow rivers.", "At night the {name} searches the wet meadows for {diet}."],
+}
+"""Five passages per organism, more than the three the student reads. The food passage shares only the name with
+"What does the velomar feed on?" and is longer than the home, song and young passages, so BM25(question) ranks it
+below them (never in the top 3), while BM25 of a rationale that names the food ranks it first: a reranker trained as
+KARD trains it has something to learn."""
+
 PERSON_TEXT = [
     "{name} was born in {home}. {first} later worked as a {trade} and kept a small house by the market.",
     "{name} is a {trade} who was born in {home}; {first} is remembered for long letters to friends.",
@@ -121,17 +131,21 @@ def _options(rng: random.Random, values: list[str], correct: str) -> tuple[dict[
     return options, "ABCD"[order.index(correct)]
 
 
-def entity_passage(e: Entity, entities: dict[str, Entity], variant: int) -> Passage:
-    """The knowledge-base passage of an entity (its current attributes)."""
+def entity_passages(e: Entity, entities: dict[str, Entity], variant: int) -> list[Passage]:
+    """The knowledge-base passages of an entity (its current attributes): one for a place or a person, one per aspect
+    for an organism (ids ``{entity}-{aspect}``)."""
     a = e.attributes
+    meta = {"kind": e.kind, "entity": e.id, "variant": variant}
+    if e.kind == "organism":
+        facts = {"name": e.name, "colour": a["colour"], "diet": a["diet"], "home": entities[a["home"]].name.title()}
+        return [Passage(id=f"{e.id}-{aspect}", title=e.name.title(), text=texts[variant % 2].format(**facts), metadata={**meta, "aspect": aspect})
+                for aspect, texts in ORGANISM_ASPECTS.items()]
     if e.kind == "place":
         text = PLACE_TEXT[variant % 2].format(name=e.name.title(), climate=a["climate"])
-    elif e.kind == "organism":
-        text = ORGANISM_TEXT[variant % 2].format(name=e.name, colour=a["colour"], diet=a["diet"], home=entities[a["home"]].name.title())
     else:
         text = PERSON_TEXT[variant % 2].format(name=e.name.title(), first=e.name.split()[0].title(), trade=a["trade"],
                                               home=entities[a["home"]].name.title())
-    return Passage(id=e.id, title=e.name.title(), text=text, metadata={"kind": e.kind, "variant": variant})
+    return [Passage(id=e.id, title=e.name.title(), text=text, metadata=meta)]
 
 
 def _question(e: Entity, kind: str, entities: dict[str, Entity], rng: random.Random) -> tuple[Example, list[str]]:
@@ -142,11 +156,11 @@ def _question(e: Entity, kind: str, entities: dict[str, Entity], rng: random.Ran
     if kind == "colour":
         asked = a["colour"] if rng.random() < 0.5 else rng.choice([c for c in COLOURS if c != a["colour"]])
         ex = Example(id=f"{e.id}-colour", question=f"Is the {e.name} {asked}?", answer="yes" if asked == a["colour"] else "no",
-                     evidence_ids=[e.id], metadata={**meta, "asked": asked})
+                     evidence_ids=[f"{e.id}-looks"], metadata={**meta, "asked": asked})
     elif kind == "diet":
         options, answer = _options(rng, DIETS, a["diet"])
         ex = Example(id=f"{e.id}-diet", question=f"What does the {e.name} feed on?", options=options, answer=answer,
-                     evidence_ids=[e.id], metadata=meta)
+                     evidence_ids=[f"{e.id}-food"], metadata=meta)
     elif kind == "trade":
         options, answer = _options(rng, TRADES, a["trade"])
         ex = Example(id=f"{e.id}-trade", question=f"Which trade does {name} practise?", options=options, answer=answer,
@@ -188,7 +202,7 @@ def build_world(size: WorldSize | str = "small", seed: int = 0) -> World:
         entities[f"person{i}"] = Entity(f"person{i}", "person", f"{first} {last}", {
             "trade": rng.choice(TRADES), "home": rng.choice(places[split]).id}, split)
 
-    passages = [entity_passage(e, entities, rng.randrange(2)) for e in entities.values()]
+    passages = [p for e in entities.values() for p in entity_passages(e, entities, rng.randrange(2))]
     for j, e in enumerate(rng.sample(list(entities.values()), int(len(entities) * size.distractors_per_entity))):
         name = e.name if e.kind == "organism" else e.name.title()
         passages.append(Passage(id=f"note{j}", title=f"Notes {j}", text=rng.choice(DISTRACTOR_TEXT).format(name=name),
@@ -227,7 +241,9 @@ def edit_world(world: World, share: float = 0.5, seed: int = 1, kinds: tuple[str
         values = {"climate": CLIMATES, "colour": COLOURS, "diet": DIETS, "trade": TRADES}[key]
         e.attributes[key] = rng.choice([v for v in values if v != e.attributes[key]])
         changed.add(e.id)
-    passages = [entity_passage(entities[p.id], entities, p.metadata["variant"]) if p.id in changed else p for p in world.passages]
+    variant = {p.metadata["entity"]: p.metadata["variant"] for p in world.passages if p.metadata.get("entity") in changed}
+    rewritten = {q.id: q for e in changed for q in entity_passages(entities[e], entities, variant[e])}
+    passages = [rewritten.get(p.id, p) for p in world.passages]
     new_answers = {}
     for ex in world.test:
         e = entities[ex.metadata["entity"]]

@@ -2,11 +2,13 @@
 
 from kard_chain.demo.run import REFERENCE_TEACHER, reference_teacher
 from kard_chain.demo.world import WEATHER, build_world, edit_world
+from kard_chain.retrievers.bm25 import BM25Retriever
 
 
 def mentioned(examples, world):
     """Entities a question is about, and the entities its evidence passages are about."""
-    return {i for e in examples for i in [e.metadata["entity"], *e.evidence_ids] if i in world.entities}
+    entity_of = {p.id: p.metadata["entity"] for p in world.passages if "entity" in p.metadata}
+    return {entity_of.get(i, i) for e in examples for i in [e.metadata["entity"], *e.evidence_ids]}
 
 
 def test_train_and_test_questions_are_about_disjoint_entities():
@@ -42,6 +44,18 @@ def test_second_hop_passages_share_no_words_with_their_questions():
     assert two_hop and all(e.metadata["second_hop_disjoint"] for e in two_hop)
 
 
+def test_the_diet_passage_is_what_bm25_of_the_question_misses_and_of_the_rationale_finds():
+    """Item 3 of the demo: five passages per organism, the food passage worded unlike the question and the longest."""
+    world = build_world("small", seed=2)
+    bm25 = BM25Retriever.from_passages(world.passages, k=3)
+    diet = [e for e in world.test if e.metadata["type"] == "diet"]
+    assert all(len([p for p in world.passages if p.metadata.get("entity") == e.metadata["entity"]]) == 5 for e in diet)
+    by_question = bm25.batch([e.question for e in diet])
+    by_rationale = bm25.batch([world.rationales[e.id][0] for e in diet])
+    assert not any(e.evidence_ids[0] in [d.metadata["id"] for d in ds] for e, ds in zip(diet, by_question))
+    assert all(ds[0].metadata["id"] == e.evidence_ids[0] for e, ds in zip(diet, by_rationale))
+
+
 def test_the_world_is_seeded():
     a, b, c = build_world("tiny", seed=5), build_world("tiny", seed=5), build_world("tiny", seed=6)
     assert [p.text for p in a.passages] == [p.text for p in b.passages] != [p.text for p in c.passages]
@@ -53,7 +67,7 @@ def test_editing_changes_the_knowledge_base_and_the_answers_it_implies():
     assert len(new_gold) > 30
     old = {p.id: p.text for p in world.passages}
     changed = [p for p in passages if p.text != old[p.id]]
-    assert changed and all(world.entities[p.id].split == "test" for p in changed)
+    assert changed and all(world.entities[p.metadata["entity"]].split == "test" for p in changed)
     tests = {e.id: e for e in world.test}
     by_id = {p.id: p for p in passages}
     for qid, gold in new_gold.items():
