@@ -1,8 +1,9 @@
-"""What each part of the KARD student's training data contributes, on the demo's world: one KARD student per
-variant (where its training passages come from, counterfactual copies or none), the demo's model, budget and seed,
-answered with BM25(question) as in the demo's ``KARD (BM25)`` row, on the test questions and on edited knowledge.
+"""What each part of the KARD student's data and serving contributes, on the demo's world: one KARD student per
+training variant (where its passages come from, counterfactual copies or none, a bridge round in its passages or not),
+the demo's model, budget and seed, each answered over BM25 with one round (the demo's ``KARD (BM25)`` row) and with a
+bridge round (``KARD (BM25, bridge)``), on the test questions and on edited knowledge.
 
-    python benchmarks/demo_ablation.py --seeds 0 1 --passages-from rationale question --counterfactual 0 1 --out /tmp/ablation
+    python benchmarks/demo_ablation.py --seeds 0 1 --passages-from rationale --counterfactual 0 2 --bridge 0 1 --out /tmp/ablation
 
 Prints a Markdown table: accuracy with 95% Wilson intervals per question type, and the share of answers that follow
 an edit of the knowledge base. About 6 minutes per student on 2 cores (``--threads 1`` lets two runs share them).
@@ -24,8 +25,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="work folder (kept: worlds, students, evaluations)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--passages-from", nargs="+", default=["rationale", "question", "mixed"])
-    ap.add_argument("--counterfactual", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--passages-from", nargs="+", default=["rationale"])
+    ap.add_argument("--counterfactual", type=int, nargs="+", default=[0, 2])
+    ap.add_argument("--bridge", type=int, nargs="+", choices=[0, 1], default=[0, 1],
+                    help="train without (0) and/or with (1) a bridge round in the training passages")
+    ap.add_argument("--serve", nargs="+", choices=["one round", "bridge"], default=["one round", "bridge"],
+                    help="answer with BM25(question) alone and/or with a bridge round")
     ap.add_argument("--steps", type=int, help="training steps (default: the demo's budget for the small world)")
     ap.add_argument("--threads", type=int, help="torch threads")
     args = ap.parse_args()
@@ -62,31 +67,33 @@ def main() -> None:
         if not edited_index.is_dir():
             BM25Retriever.build(passages, edited_index, show_progress=False)
         edited = [e.model_copy(update={"answer": new_gold[e.id]}) for e in run.world.test if e.id in new_gold]
-        for source, copies in itertools.product(args.passages_from, args.counterfactual):
-            name = f"kard_{source}_cf{copies}"
-            config = student_config(run, "kard", output_dir=out / name, passages_from=source, counterfactual=copies)
+        for source, copies, bridge in itertools.product(args.passages_from, args.counterfactual, args.bridge):
+            name = f"kard_{source}_cf{copies}" + ("_bridge" if bridge else "")
+            config = student_config(run, "kard", output_dir=out / name, passages_from=source, counterfactual=copies, bridge=bool(bridge))
             if not (config.output_dir / "final" / "kard_student.json").is_file():
                 train_student(config, show_progress=False)
             metrics = json.loads((config.output_dir / "metrics.json").read_text())
             llm = load_student_llm(config.output_dir / "final", n=5, max_new_tokens=64, temperature=0.7, batch_size=16)
-            test, _ = evaluate(run, load_kard_chain(llm, out / "index", n=5), run.world.test, out / "eval" / f"{name}.jsonl",
-                               out / "index", student=config.output_dir / "final")
-            edit, _ = evaluate(run, load_kard_chain(llm, edited_index, n=5), edited, out / "eval_edited" / f"{name}.jsonl",
-                               edited_index, student=config.output_dir / "final")
-            rows.append((seed, source, copies, metrics, test, edit))
-            print(f"seed {seed} {name}: {test['accuracy']:.3f}, edits {edit['accuracy']:.3f}", flush=True)
+            for served in args.serve:
+                file = f"{name}_served_{served.replace(' ', '_')}.jsonl"
+                test, _ = evaluate(run, load_kard_chain(llm, out / "index", n=5, bridge=served == "bridge"), run.world.test,
+                                   out / "eval" / file, out / "index", student=config.output_dir / "final")
+                edit, _ = evaluate(run, load_kard_chain(llm, edited_index, n=5, bridge=served == "bridge"), edited,
+                                   out / "eval_edited" / file, edited_index, student=config.output_dir / "final")
+                rows.append((seed, source, copies, bool(bridge), served, metrics, test, edit))
+                print(f"seed {seed} {name}, served {served}: {test['accuracy']:.3f}, edits {edit['accuracy']:.3f}", flush=True)
 
     def cell(row: dict) -> str:
         return f"{row['accuracy']:.3f} [{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
 
-    types = list(rows[0][4]["by_type"])
-    edit_types = list(rows[0][5]["by_type"])
-    print(f"\nKARD (BM25) on {rows[0][4]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
-    print("| seed | training passages | counterfactual copies | pairs | all | " + " | ".join(types) + " | follows edits | "
-          + " | ".join(f"edits: {t}" for t in edit_types) + " |")
-    print("|---" * (6 + len(types) + len(edit_types)) + "|")
-    for seed, source, copies, metrics, test, edit in rows:
-        print(f"| {seed} | {source} | {copies} | {metrics['pairs']} | {cell(test)} | "
+    types = list(rows[0][6]["by_type"])
+    edit_types = list(rows[0][7]["by_type"])
+    print(f"\nKARD over BM25 on {rows[0][6]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
+    print("| seed | training passages | counterfactual copies | bridge in training | served | pairs | all | " + " | ".join(types)
+          + " | follows edits | " + " | ".join(f"edits: {t}" for t in edit_types) + " |")
+    print("|---" * (8 + len(types) + len(edit_types)) + "|")
+    for seed, source, copies, bridge, served, metrics, test, edit in rows:
+        print(f"| {seed} | {source} | {copies} | {'yes' if bridge else 'no'} | {served} | {metrics['pairs']} | {cell(test)} | "
               + " | ".join(cell(test["by_type"][t]) for t in types) + f" | {cell(edit)} | "
               + " | ".join(cell(edit["by_type"].get(t, accuracy_row(0, 0))) for t in edit_types) + " |")
 

@@ -50,8 +50,10 @@ def results_markdown(r: dict) -> str:
         f"{r['questions']['train']} training and {r['questions']['test']} test questions; test entities never occur in training. "
         f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
         f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}"
-        f"{_counterfactual_note(r.get('counterfactual', 0))}), served three ways: BM25(question); BM25(question) and a "
-        "second round queried with the student's draft rationale; the reranker.", "",
+        f"{', each retrieval followed by a bridge round' if r.get('bridge') else ''}"
+        f"{_counterfactual_note(r.get('counterfactual', 0))}), served five ways: BM25(question) (the paper's one round); BM25(question) and a "
+        "second round queried with the student's draft rationale; BM25(question) and a bridge round (the first passage's "
+        "rarest new term); the reranker (the paper's); the reranker and a bridge round.", "",
         "| method | accuracy [95% CI] | " + " | ".join(types) + " |",
         "|---|---|" + "---|" * len(types),
     ]
@@ -79,14 +81,14 @@ def summary_screen(r: dict, out: Path, chart: str) -> str:
     lines = [f"kard demo ({r['size']}): {r['questions']['test']} test questions about unseen entities; teacher: {r['teacher']}"]
     for method, row in r["methods"].items():
         follow = r["editing"]["follow_edit"][method]["accuracy"]
-        lines.append(f"  {method:<18} accuracy {_interval(row)}   follows edited knowledge {follow:.2f}")
+        lines.append(f"  {method:<24} accuracy {_interval(row)}   follows edited knowledge {follow:.2f}")
     lines.append(f"  reranker: {r['reranker_encoder']}")
     lines.append(f"  {r['total_seconds']:.0f} s in all, peak {r['peak_memory_gib']:.2f} GiB")
     lines.append(f"  report: {out / 'results.md'}, {out / 'results.json'}, {chart}")
     return "\n".join(lines)
 
 
-COLOURS = ["#999999", "#6a8caf", "#2b6cb0", "#1a4480", "#0b2545"]
+COLOURS = ["#999999", "#bbbbbb", "#6a8caf", "#9fb8d3", "#2b6cb0", "#1a4480", "#0b2545"]
 
 
 def _errors(rows: list[dict]) -> list[list[float]]:

@@ -36,7 +36,7 @@ from kard_chain.metrics import recall_at_k
 from kard_chain.records import Example, Rationale
 
 REFERENCE_TEACHER = "reference rationales (offline demo teacher)"
-METHODS = ("FT", "RD", "KARD (BM25)", "KARD (BM25, draft)", "KARD (reranker)")
+METHODS = ("FT", "RD", "KARD (BM25)", "KARD (BM25, draft)", "KARD (BM25, bridge)", "KARD (reranker)", "KARD (reranker, bridge)")
 BUDGETS = {  # the same for every student of a size: optimiser steps of this batch size
     "tiny": {"steps": 40, "batch_size": 16, "reranker_steps": 4},
     "small": {"steps": 1500, "batch_size": 16, "reranker_steps": 20},
@@ -45,6 +45,10 @@ BUDGETS = {  # the same for every student of a size: optimiser steps of this bat
 STUDENT_SHAPE = {"d_model": 128, "layers": 3, "heads": 4}
 COUNTERFACTUAL = 2
 """Counterfactual copies per 4-option pair of the demo's KARD student (chosen on two seeds; README)."""
+BRIDGE = True
+"""Whether the demo's KARD student trains on passages with a bridge round (as the bridge rows serve it; README)."""
+WORLD_VERSION = 2
+"""Recorded in the demo's manifest: 2 = five aspect passages per organism (a folder of another world is refused)."""
 
 
 def reference_teacher(world: World) -> Runnable[Example, list[Rationale]]:
@@ -84,6 +88,8 @@ class DemoRun:
     """Where the KARD student's training passages come from (``kard train-student --passages-from``)."""
     counterfactual: int = COUNTERFACTUAL
     """Counterfactual copies per 4-option KARD pair (``kard train-student --counterfactual``)."""
+    bridge: bool = BRIDGE
+    """The KARD student's training passages take a bridge round (``kard train-student --bridge``)."""
     world: World | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     made: dict[str, Any] = field(default_factory=dict)
@@ -233,7 +239,7 @@ def student_config(run: DemoRun, method: str, output_dir: Path | None = None, **
         "model": str(run.made["student init"]), "output_dir": output_dir or run.out / f"student_{method}", "method": method,
         "dataset": "jsonl", "data_dir": run.out / "data" / "train.jsonl", "rationales": run.out / "rationales.jsonl",
         "index": run.out / "index", "k": run.k, "passages_from": run.passages_from,
-        "counterfactual": run.counterfactual if method == "kard" else 0,
+        "counterfactual": run.counterfactual if method == "kard" else 0, "bridge": run.bridge and method == "kard",
         "batch_size": run.budget["batch_size"], "max_steps": run.budget["steps"], "learning_rate": 2e-3, "warmup_ratio": 0.05,
         "max_source_tokens": 256, "max_target_tokens": 64, "save_every": max(50, run.budget["steps"] // 4), "seed": run.seed,
         "overwrite_output_dir": True,
@@ -256,8 +262,9 @@ def train_students(run: DemoRun) -> dict:
 
 
 def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
-    """The answering chains over ``index`` (the KARD student with BM25, with BM25 and its draft's second round, and with
-    the reranker): each student and the reranker loaded once, wired by :func:`~kard_chain.trained_chain.load_kard_chain`."""
+    """The answering chains over ``index`` (the KARD student with BM25 or the reranker, each alone (the paper's one
+    round) or with a bridge round, and with BM25 and its draft's second round): each student and the reranker loaded
+    once, wired by :func:`~kard_chain.trained_chain.load_kard_chain`."""
     from kard_chain.reranker.model import KardReranker
     from kard_chain.trained_chain import load_kard_chain, load_student_llm
 
@@ -266,10 +273,13 @@ def serving_chains(run: DemoRun, index: Path) -> dict[str, Runnable]:
                                                 batch_size=16) for m in ("ft", "rd", "kard")}
         run.made["reranker"] = KardReranker.from_pretrained(run.out / "reranker" / "final")
     llms = run.made["llms"]
+    kard, reranked = llms["kard"], {"reranker": run.made["reranker"], "candidates": 20}
     return {"FT": load_kard_chain(llms["ft"], n=run.n), "RD": load_kard_chain(llms["rd"], n=run.n),
-            "KARD (BM25)": load_kard_chain(llms["kard"], index, n=run.n),
-            "KARD (BM25, draft)": load_kard_chain(llms["kard"], index, n=run.n, draft="draft"),  # "draft" alone: chosen on training questions (README)
-            "KARD (reranker)": load_kard_chain(llms["kard"], index, reranker=run.made["reranker"], candidates=20, n=run.n)}
+            "KARD (BM25)": load_kard_chain(kard, index, n=run.n, bridge=False),
+            "KARD (BM25, draft)": load_kard_chain(kard, index, n=run.n, bridge=False, draft="draft"),  # "draft" alone: chosen on training questions (README)
+            "KARD (BM25, bridge)": load_kard_chain(kard, index, n=run.n, bridge=True),
+            "KARD (reranker)": load_kard_chain(kard, index, n=run.n, bridge=False, **reranked),
+            "KARD (reranker, bridge)": load_kard_chain(kard, index, n=run.n, bridge=True, **reranked)}
 
 
 def _student_of(slug: str) -> str:
@@ -308,21 +318,27 @@ def evaluate_methods(run: DemoRun) -> dict:
     return served
 
 
+RECALL_ROWS = {"BM25 (question)": "KARD (BM25)", "BM25, then the draft": "KARD (BM25, draft)",
+               "BM25, then the bridge": "KARD (BM25, bridge)", "KARD reranker": "KARD (reranker)",
+               "KARD reranker, then the bridge": "KARD (reranker, bridge)"}
+"""Retrieval rows of the report: the passages each of these methods read."""
+
+
 def retrieval_recall(run: DemoRun) -> dict:
     """Recall on the test questions, from the passages each KARD evaluation recorded (the Chroma store is asked)."""
     k, test = run.k, run.world.test
     served = run.made["evaluate"]
     two_hop = [e for e in test if e.metadata.get("second_hop_disjoint")]
-    found = {label: {qid: r.passage_ids for qid, r in served[method].items()}
-             for label, method in (("BM25 (question)", "KARD (BM25)"), ("BM25, then the draft", "KARD (BM25, draft)"),
-                                   ("KARD reranker", "KARD (reranker)"))}
+    found = {label: {qid: r.passage_ids for qid, r in served[method].items()} for label, method in RECALL_ROWS.items()}
     if run.made.get("index (Chroma)") is not None:
         docs = run.made["index (Chroma)"].batch([e.question for e in test])
         found[f"Chroma ({run.made['embedding']} embedding)"] = {e.id: [d.metadata["id"] for d in ds] for e, ds in zip(test, docs)}
+    one_hop = [e for e in test if e.metadata["hops"] == 1]
     table = {}
     for label, ids in found.items():
         hop2 = [ids[e.id] for e in two_hop]
         table[label] = {
+            "one-hop recall@1": recall_at_k([ids[e.id] for e in one_hop], [e.evidence_ids for e in one_hop], 1),
             f"recall@{k}": recall_at_k([ids[e.id] for e in test], [e.evidence_ids for e in test], k),
             f"two-hop recall@{k}": recall_at_k(hop2, [e.evidence_ids for e in two_hop], k),
             f"second-hop recall@{k}": recall_at_k(hop2, [e.evidence_ids[1:] for e in two_hop], k),
@@ -369,7 +385,7 @@ def _summary(run: DemoRun, total: float) -> dict:
                     "training": {m: {"seconds": round(t["train_seconds"], 1), "first_loss": t["first_loss"], "last_loss": t["last_loss"]}
                                  for m, t in trained.items()}},
         "n": run.n, "k": run.k, "passages_from": run.passages_from,
-        "counterfactual": run.counterfactual, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
+        "counterfactual": run.counterfactual, "bridge": run.bridge, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
         "stage_seconds": {s: round(v, 1) for s, v in run.seconds.items()}, "total_seconds": round(total, 1),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
@@ -390,13 +406,15 @@ def run_demo(
     overwrite: bool = False,
     passages_from: str = "rationale",
     counterfactual: int = COUNTERFACTUAL,
+    bridge: bool = BRIDGE,
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
 
     ``out``'s manifest holds the run's settings: a rerun with the same ones resumes, one with
     others is refused (``overwrite`` starts over). ``passages_from``: where the KARD student's
     training passages come from (the paper's ``"rationale"``, ``"question"`` or ``"mixed"``);
-    ``counterfactual``: copies per 4-option KARD pair with the gold option swapped for another (0: the paper's data)."""
+    ``counterfactual``: copies per 4-option KARD pair with the gold option swapped for another (0: the paper's data);
+    ``bridge``: the KARD student's training passages take a bridge round, as the ``bridge`` rows serve it."""
     import torch
 
     if size not in SIZES:
@@ -406,11 +424,11 @@ def run_demo(
     settings = {"size": size, "seed": seed, "budget": budget, "n": n, "k": k, "chroma": chroma,
                 "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher"),
                 **({"passages_from": passages_from} if passages_from != "rationale" else {}),  # older runs' manifests still match
-                "counterfactual": counterfactual}  # a new default (was 0): older runs trained another KARD student
+                "counterfactual": counterfactual, "bridge": bridge, "world": WORLD_VERSION}  # older runs: another world and student
     prepare_output(out, Manifest("demo", settings), folder=True, overwrite=overwrite)
     run = DemoRun(out=out, size=size, seed=seed, budget=budget, n=n, k=k, show_progress=show_progress, log=log, teacher=teacher,
                   teacher_name=settings["teacher"], passages_from=passages_from,
-                  counterfactual=counterfactual)
+                  counterfactual=counterfactual, bridge=bridge)
     started = time.perf_counter()
     torch.manual_seed(seed)
     for name, stage in STAGES:

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from kard_chain.cli import main as kard  # noqa: E402
-from kard_chain.demo.run import METHODS, REFERENCE_TEACHER, _slug  # noqa: E402
-from kard_chain.demo.world import build_world, edit_world  # noqa: E402
-from kard_chain.metrics import wilson_interval  # noqa: E402
+from kard_chain.cli import main as kard
+from kard_chain.demo.run import METHODS, RECALL_ROWS, REFERENCE_TEACHER, _slug
+from kard_chain.demo.world import build_world, edit_world
+from kard_chain.metrics import wilson_interval
 
 
 def records(file):
@@ -31,11 +31,13 @@ def recompute_from_per_example_files(out, results):
             mine = [r["correct"] for i, r in recs.items() if types[i] == kind]
             assert row["by_type"][kind]["accuracy"] == pytest.approx(sum(mine) / len(mine))
     k = results["k"]
-    for label, method in (("BM25 (question)", "KARD (BM25)"), ("BM25, then the draft", "KARD (BM25, draft)"),
-                          ("KARD reranker", "KARD (reranker)")):
+    for label, method in RECALL_ROWS.items():
         recs = records(out / "eval" / f"{_slug(method)}.jsonl")
         shares = [len(set(recs[e.id]["passage_ids"][:k]) & set(e.evidence_ids)) / len(e.evidence_ids) for e in world.test]
         assert results["retrieval"][label][f"recall@{k}"] == pytest.approx(sum(shares) / len(shares))
+        one_hop = [e for e in world.test if e.metadata["hops"] == 1]
+        first = [recs[e.id]["passage_ids"][:1] == e.evidence_ids for e in one_hop]
+        assert results["retrieval"][label]["one-hop recall@1"] == pytest.approx(sum(first) / len(first))
     bm25, reranked = records(out / "eval" / "kard_bm25.jsonl"), records(out / "eval" / "kard_reranker.jsonl")
     assert any(bm25[i]["passage_ids"] != reranked[i]["passage_ids"] for i in bm25)  # the reranker changed what was read
     original_text = {p.id: p.text for p in world.passages}
@@ -65,6 +67,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
         assert 0 <= row["ci95"][0] <= row["accuracy"] <= row["ci95"][1] <= 1 and row["total"] == results["questions"]["test"]
         assert {"colour", "diet", "trade", "weather"} <= set(row["by_type"])
     assert set(results["retrieval"]) >= {"BM25 (question)", "KARD reranker"}
+    hop2 = {label: row[f"second-hop recall@{results['k']}"] for label, row in results["retrieval"].items()}
+    assert hop2["BM25 (question)"] == 0 < hop2["BM25, then the bridge"]  # only the bridge round reaches birthplaces
     assert all(0 <= v <= 1 for row in results["retrieval"].values() for v in row.values())
     assert set(results["editing"]["follow_edit"]) == set(METHODS) and results["editing"]["questions"] > 0
     assert results["teacher"] == REFERENCE_TEACHER and REFERENCE_TEACHER in (out / "results.md").read_text()
