@@ -61,9 +61,9 @@ class BridgeRetriever(PerCallKRetriever):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     first: BaseRetriever
-    """Round 1 (asked for ``k`` passages where it takes ``k``): BM25, the reranking retriever, any retriever."""
+    """Round 1, asked for ``k`` passages per call (BM25, the reranking retriever, any retriever that takes ``k``)."""
     index: BaseRetriever
-    """Round 2: a :class:`~kard_chain.retrievers.bm25.BM25Retriever`, whose idf also picks the bridge terms."""
+    """Round 2: a :class:`~kard_chain.retrievers.bm25.BM25Retriever`, whose document frequencies also pick the bridge terms."""
     terms: int = Field(default=1, ge=1)
     """Terms in the bridge query."""
     max_df: float = Field(default=0.01, gt=0, le=1)

@@ -6,7 +6,7 @@ import kard_chain
 
 def test_public_api():
     assert kard_chain.__all__ == [
-        "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "ChromaRetriever", "DecoderLLM", "Example",
+        "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "BridgeRetriever", "ChromaRetriever", "DecoderLLM", "Example",
         "HashingEmbeddings", "HuggingFaceChatModel", "HybridRetriever", "KardDataError", "KardReranker",
         "KardRerankerCompressor", "Passage", "PassageVectors", "Rationale", "RationaleCache", "RerankerTrainingConfig",
         "RerankingRetriever", "StudentFormatter", "StudentTrainingConfig", "T5LLM", "TeacherRecord", "TransformerEmbeddings",
