@@ -1,7 +1,7 @@
 """What each part of the KARD student's data and serving contributes, on the demo's world: one KARD student per
 training variant (where its passages come from, counterfactual copies or none, a bridge round in its passages or not),
-the demo's model, budget and seed, each answered over BM25 with one round (the demo's ``KARD (BM25)`` row) and with a
-bridge round (``KARD (BM25, bridge)``), on the test questions and on edited knowledge.
+the demo's model, budget and seed, each answered as the demo's ``KARD (BM25)``, ``KARD (BM25, bridge)``, ``KARD (reranker)`` and ``KARD (reranker,
+bridge)`` rows (the reranker trained as the demo trains it), on the test questions and on edited knowledge.
 
     python benchmarks/demo_ablation.py --seeds 0 1 --passages-from rationale --counterfactual 0 2 --bridge 0 1 --out /tmp/ablation
 
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+SERVING = ("bm25", "bm25+bridge", "reranker", "reranker+bridge")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -29,8 +31,8 @@ def main() -> None:
     ap.add_argument("--counterfactual", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--bridge", type=int, nargs="+", choices=[0, 1], default=[0, 1],
                     help="train without (0) and/or with (1) a bridge round in the training passages")
-    ap.add_argument("--serve", nargs="+", choices=["one round", "bridge"], default=["one round", "bridge"],
-                    help="answer with BM25(question) alone and/or with a bridge round")
+    ap.add_argument("--serve", nargs="+", choices=SERVING, default=list(SERVING),
+                    help="answer over BM25(question) or the demo's reranker, each with one round or a bridge round")
     ap.add_argument("--steps", type=int, help="training steps (default: the demo's budget for the small world)")
     ap.add_argument("--threads", type=int, help="torch threads")
     args = ap.parse_args()
@@ -45,10 +47,13 @@ def main() -> None:
         evaluate,
         init_student,
         make_world,
+        reranker_candidates,
         student_config,
         teacher_rationales,
+        train_reranker,
     )
     from kard_chain.demo.world import edit_world
+    from kard_chain.reranker.model import KardReranker
     from kard_chain.retrievers.bm25 import BM25Retriever
     from kard_chain.student.trainer import train_student
     from kard_chain.trained_chain import load_kard_chain, load_student_llm
@@ -60,8 +65,12 @@ def main() -> None:
         out = args.out / f"seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         run = DemoRun(out=out, size="small", seed=seed, budget=budget, n=5, k=3, show_progress=False, log=lambda _: None)
-        for name, stage in (("world", make_world), ("index", bm25_index), ("teacher", teacher_rationales), ("student init", init_student)):
+        stages = [("world", make_world), ("index", bm25_index), ("teacher", teacher_rationales), ("student init", init_student)]
+        if any(served.startswith("reranker") for served in args.serve):  # the demo's reranker (a copy of the demo's is reused)
+            stages += [("reranker candidates", reranker_candidates), ("reranker training", train_reranker)]
+        for name, stage in stages:
             run.made[name] = stage(run)
+        reranker = KardReranker.from_pretrained(out / "reranker" / "final") if "reranker training" in run.made else None
         passages, new_gold = edit_world(run.world, seed=seed + 1)  # the demo's edit
         edited_index = out / "index_edited"
         if not edited_index.is_dir():
@@ -75,10 +84,12 @@ def main() -> None:
             metrics = json.loads((config.output_dir / "metrics.json").read_text())
             llm = load_student_llm(config.output_dir / "final", n=5, max_new_tokens=64, temperature=0.7, batch_size=16)
             for served in args.serve:
-                file = f"{name}_served_{served.replace(' ', '_')}.jsonl"
-                test, _ = evaluate(run, load_kard_chain(llm, out / "index", n=5, bridge=served == "bridge"), run.world.test,
+                file = f"{name}_served_{served.replace('+', '_')}.jsonl"
+                serving = {"n": 5, "bridge": served.endswith("+bridge"),
+                           **({"reranker": reranker, "candidates": 20} if served.startswith("reranker") else {})}
+                test, _ = evaluate(run, load_kard_chain(llm, out / "index", **serving), run.world.test,
                                    out / "eval" / file, out / "index", student=config.output_dir / "final")
-                edit, _ = evaluate(run, load_kard_chain(llm, edited_index, n=5, bridge=served == "bridge"), edited,
+                edit, _ = evaluate(run, load_kard_chain(llm, edited_index, **serving), edited,
                                    out / "eval_edited" / file, edited_index, student=config.output_dir / "final")
                 rows.append((seed, source, copies, bool(bridge), served, metrics, test, edit))
                 print(f"seed {seed} {name}, served {served}: {test['accuracy']:.3f}, edits {edit['accuracy']:.3f}", flush=True)
@@ -88,7 +99,7 @@ def main() -> None:
 
     types = list(rows[0][6]["by_type"])
     edit_types = list(rows[0][7]["by_type"])
-    print(f"\nKARD over BM25 on {rows[0][6]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
+    print(f"\nKARD on {rows[0][6]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
     print("| seed | training passages | counterfactual copies | bridge in training | served | pairs | all | " + " | ".join(types)
           + " | follows edits | " + " | ".join(f"edits: {t}" for t in edit_types) + " |")
     print("|---" * (8 + len(types) + len(edit_types)) + "|")
