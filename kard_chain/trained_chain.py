@@ -120,6 +120,7 @@ def load_kard_chain(
     if settings.bridge if overrides.get("bridge") is None else overrides["bridge"]:
         from kard_chain.retrievers.bridge import BridgeRetriever
 
-        retriever = BridgeRetriever(first=retriever, index=_first_stage(index, settings.k), k=settings.k)
+        bm25 = retriever.base_retriever if reranker is not None else retriever  # the first stage already opened
+        retriever = BridgeRetriever(first=retriever, index=bm25, k=settings.k)
     return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter, draft=overrides.get("draft"))
 
