@@ -15,7 +15,8 @@ from kard_chain.training.config import TrainingConfig
 class StudentTrainingConfig(TrainingConfig):
     """Everything a student training run needs."""
 
-    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0, "bridge": False}
+    IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0, "yes_no_counterfactual": False,
+                                                  "bridge": False}
     """Fields that runs made before they existed did not record, with the value those runs used: a run at that value
     resumes their folders."""
 
@@ -45,6 +46,10 @@ class StudentTrainingConfig(TrainingConfig):
     counterfactual: int = Field(default=0, ge=0)
     """kard: per multiple-choice pair, this many more with the gold option's text swapped for another option's in the
     passages and rationale and the answer relabelled, so that reading beats recalling (0: the paper's data)."""
+    yes_no_counterfactual: bool = False
+    """kard: yes/no pairs get ``counterfactual`` copies too, where the question has a value slot (a word that other
+    training questions of its template ask instead, e.g. a colour) and the rationale states one: the stated value is
+    swapped so that one copy flips the answer (:func:`kard_chain.student.augment.yes_no_counterfactuals`)."""
     bridge: bool = False
     """kard: every retrieval of the inputs' passages takes a second, bridge round (:mod:`kard_chain.retrievers.bridge`),
     as a chain served with ``bridge`` does; saved with the student, so serving repeats it."""

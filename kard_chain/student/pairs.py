@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kard_chain.progress import progress
 from kard_chain.records import Example
-from kard_chain.student.augment import counterfactuals
+from kard_chain.student.augment import counterfactuals, value_slots, yes_no_counterfactuals
 from kard_chain.student.format import StudentFormatter, passage_key
 from kard_chain.student.settings import Method, PassagesFrom
 from kard_chain.teacher.cache import TeacherRecord, rationale_pairs
@@ -55,6 +55,7 @@ def student_pairs(
     k: int = 3,
     passages_from: PassagesFrom = "rationale",
     counterfactual: int = 0,
+    yes_no_counterfactual: bool = False,
     batch_size: int = 256,
     show_progress: bool = True,
 ) -> list[StudentPair]:
@@ -63,7 +64,9 @@ def student_pairs(
 
     ``counterfactual`` (kard): for each multiple-choice pair, up to this many more pairs with the gold option's text
     swapped for another option's in the passages and the rationale, and the answer relabelled
-    (:mod:`kard_chain.student.augment`); ids ``{pair id}~cf{j}``."""
+    (:mod:`kard_chain.student.augment`); ids ``{pair id}~cf{j}``. ``yes_no_counterfactual``: yes/no pairs whose
+    question has a value slot among the examples' questions get the same number of copies, the value their rationale
+    states swapped so that one copy flips the answer."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if passages_from not in PASSAGE_SOURCES:
@@ -78,6 +81,7 @@ def student_pairs(
     rationales = rationale_pairs(labelled, teacher, reference=reference)
     if not rationales:
         raise ValueError("no rationales for these examples: give a teacher cache with kept rationales, or reference=True")
+    slots = value_slots([e.question for e in labelled if not e.options]) if yes_no_counterfactual else {}
     out = []
     bar = progress(total=len(rationales), desc=f"{method} pairs", unit=" pairs", disable=not show_progress)
     for lo in range(0, len(rationales), batch_size):
@@ -88,10 +92,13 @@ def student_pairs(
             source = formatter.source(e.question, e.options, docs)
             out.append(StudentPair(id=r.id, example_id=e.id, source=source.text, target=formatter.target(r.rationale, e.answer, e.options),
                                    passage_ids=source.passage_ids))
-            for j, (answer, rationale, swapped) in enumerate(counterfactuals(e, r.rationale, docs, counterfactual, r.id)):
-                source = formatter.source(e.question, e.options, swapped)
+            copies = counterfactuals(e, r.rationale, docs, counterfactual, r.id)
+            if slots:
+                copies += yes_no_counterfactuals(e, r.rationale, docs, counterfactual, r.id, slots)
+            for j, cf in enumerate(copies):
+                source = formatter.source(cf.question, e.options, cf.passages)
                 out.append(StudentPair(id=f"{r.id}~cf{j}", example_id=e.id, source=source.text,
-                                       target=formatter.target(rationale, answer, e.options), passage_ids=source.passage_ids))
+                                       target=formatter.target(cf.rationale, cf.answer, e.options), passage_ids=source.passage_ids))
         bar.update(len(chunk))
     bar.close()
     return out

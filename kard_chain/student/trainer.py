@@ -55,7 +55,8 @@ def build_pairs(config: StudentTrainingConfig, tokenizer=None, show_progress: bo
         config.method, load_dataset(config.dataset, config.data_dir, split=config.split), formatter_for(config, tokenizer),
         read_rationales(config.rationales) if config.rationales else None, reference=config.reference,
         retriever=retriever, k=config.k, passages_from=config.passages_from,
-        counterfactual=config.counterfactual, show_progress=show_progress,
+        counterfactual=config.counterfactual,
+        yes_no_counterfactual=config.yes_no_counterfactual, show_progress=show_progress,
     )
 
 

@@ -1,10 +1,11 @@
-"""Counterfactual copies of the student's training pairs: the gold option swapped in passages, rationale and label."""
+"""Counterfactual copies of the student's training pairs: the gold option (or a yes/no question's value) swapped in
+passages, rationale and label."""
 
 import pytest
 
 from kard_chain.records import Example, Passage
 from kard_chain.retrievers.bm25 import BM25Retriever
-from kard_chain.student.augment import counterfactuals, swap_phrases
+from kard_chain.student.augment import counterfactuals, swap_phrases, value_slots, yes_no_counterfactuals
 from kard_chain.student.format import StudentFormatter
 from kard_chain.student.pairs import student_pairs
 
@@ -23,8 +24,9 @@ def test_a_counterfactual_copy_swaps_the_gold_option_in_the_passages_and_the_rat
     passages = [Passage(id="p1", title="Velomar", text="The velomar feeds on fish."),
                 Passage(id="p2", title="Dolva", text="The dolva eats seeds and, in winter, green leaves.")]
     copies = counterfactuals(ex, "The velomar feeds on fish. So the answer is (A) fish.", passages, copies=3, key="q1#0")
-    assert sorted(letter for letter, _, _ in copies) == ["B", "C", "D"]  # three copies, each another answer
-    for letter, rationale, swapped in copies:
+    assert sorted(cf.answer for cf in copies) == ["B", "C", "D"]  # three copies, each another answer
+    assert all(cf.question == ex.question for cf in copies)
+    for _, letter, rationale, swapped in copies:
         new = DIETS[letter]
         assert rationale.startswith(f"The velomar feeds on {new}.")
         assert swapped[0].text == f"The velomar feeds on {new}."
@@ -33,7 +35,7 @@ def test_a_counterfactual_copy_swaps_the_gold_option_in_the_passages_and_the_rat
             assert "fish" in swapped[1].text and new not in swapped[1].text
     assert passages[0].text == "The velomar feeds on fish."  # the originals are untouched
     assert counterfactuals(ex, "r", passages, copies=1, key="q1#0") == counterfactuals(ex, "r", passages, copies=1, key="q1#0")
-    assert len({counterfactuals(ex, "r", passages, copies=1, key=f"q1#{i}")[0][0] for i in range(12)}) > 1  # drawn per key
+    assert len({counterfactuals(ex, "r", passages, copies=1, key=f"q1#{i}")[0].answer for i in range(12)}) > 1  # drawn per key
     # no copy where it cannot be made honestly: no options, a gold answer no passage quotes, none asked for
     assert counterfactuals(ex.model_copy(update={"options": None, "answer": "yes"}), "r", passages, 1, "k") == []
     assert counterfactuals(ex.model_copy(update={"answer": "D"}), "r", passages, 1, "k") == []
@@ -65,3 +67,73 @@ def test_kard_pairs_get_counterfactual_copies_and_rd_pairs_do_not():
         from kard_chain.student.config import StudentTrainingConfig
 
         StudentTrainingConfig(model="m", pairs="p.jsonl", counterfactual=-1)
+
+
+COLOURS = ("red", "blue", "green", "yellow")
+
+
+def test_value_slots_find_the_word_that_other_questions_of_the_template_ask_instead():
+    names = ["velomar", "dolva", "kesh", "tarn", "brel", "quor", "sild", "yant"]
+    coloured = [f"Is the {name} {colour}?" for name, colour in zip(names, COLOURS * 2)]
+    others = ["Is the zorb a bird?", "Is the quill green or blue?", "Was the mip ever seen in Mervillen?"]
+    slots = value_slots(coloured + others, min_count=2, min_questions=8)
+    for q in coloured:  # names are rarer than min_count: wildcards, never values; "is" and "the" are stop words
+        assert slots[q] == {q.split()[-1].rstrip("?"): frozenset(COLOURS)}
+    assert not set(others) & set(slots)  # no other question shares their template
+    assert value_slots(coloured + others, min_count=2, min_questions=9) == {}  # a template of 8 questions is too rare
+    # at min_count 3 only green and blue (in three questions each) are words; red and yellow are wildcards like names
+    assert value_slots(coloured + others, min_count=3, min_questions=2) == {q: {q.split()[-1].rstrip("?"): frozenset({"green", "blue"})}
+                                                           for q in coloured if "green" in q or "blue" in q}
+
+
+def _yes_no(name: str, asked: str, colour: str) -> tuple[Example, str, list[Passage]]:
+    answer = "yes" if asked == colour else "no"
+    ex = Example(id=name, question=f"Is the {name} {asked}?", answer=answer)
+    passages = [Passage(id=name, title=name.title(), text=f"Seen from afar, the {name} shows {colour} fur."),
+                Passage(id="other", title="Dolva", text="The dolva is red and lives in Mervillen.")]
+    return ex, f"The {name} has {colour} fur. So the answer is {answer}.", passages
+
+
+@pytest.mark.parametrize(("asked", "colour"), [("blue", "blue"), ("blue", "green"), ("red", "yellow")])
+def test_a_yes_no_copy_flips_the_answer_by_swapping_the_stated_value_and_a_second_keeps_it(asked, colour):
+    slots = value_slots([f"Is the n{i} {c}?" for i, c in enumerate(COLOURS * 2)] + [f"Is the velomar {asked}?"], min_count=2, min_questions=2)
+    ex, rationale, passages = _yes_no("velomar", asked, colour)
+    flipped, kept = yes_no_counterfactuals(ex, rationale, passages, copies=2, key="velomar#0", slots=slots)
+    assert flipped.answer != ex.answer and kept.answer == ex.answer
+    for cf in (flipped, kept):
+        asked_now = cf.question.split()[-1].rstrip("?")
+        stated = next(c for c in COLOURS if f"shows {c} fur" in cf.passages[0].text)
+        assert cf.rationale == f"The velomar has {stated} fur."  # the rationale says what the passage says, no stale answer
+        assert cf.answer == ("yes" if stated == asked_now else "no")  # the label follows the comparison, whatever it is
+        assert [p.id for p in cf.passages] == ["velomar", "other"]
+    assert len({flipped.passages[0].text, kept.passages[0].text, passages[0].text}) == 3  # each copy states another value
+    assert flipped.question == ex.question and (kept.question != ex.question) == (ex.answer == "yes")  # a yes is renamed
+    assert yes_no_counterfactuals(ex, rationale, passages, 1, "velomar#0", slots) == [flipped]
+    assert yes_no_counterfactuals(ex, rationale, passages, 2, "velomar#0", slots) == [flipped, kept]  # seeded by the key
+    # none where it cannot be made honestly
+    assert yes_no_counterfactuals(ex, "The velomar is shy.", passages, 2, "k", slots) == []  # no value stated
+    if ex.answer == "no":  # the rationale states two values besides the asked one: which one it read is unclear
+        two = f"It has {colour} or {next(c for c in COLOURS if c not in (asked, colour))} fur."
+        assert yes_no_counterfactuals(ex, two, passages + [Passage(id="x", title="X", text=two)], 2, "k", slots) == []
+    assert yes_no_counterfactuals(ex, rationale, passages, 0, "k", slots) == []
+    assert yes_no_counterfactuals(ex, rationale, passages, 2, "k", {}) == []  # no slot for this question
+    assert yes_no_counterfactuals(ex.model_copy(update={"options": DIETS, "answer": "A"}), rationale, passages, 2, "k", slots) == []
+
+
+def test_kard_pairs_get_yes_no_copies_only_when_asked_for():
+    names = [f"beast{i}" for i in range(12)]  # each colour is asked three times: a value slot at the default min_count
+    asked, colours = list(COLOURS * 3), list(COLOURS[1:] + COLOURS[:1]) * 2 + list(COLOURS)
+    passages = [Passage(id=n, title=n.title(), text=f"The {n} has {c} fur.") for n, c in zip(names, colours)]
+    train = [Example(id=n, question=f"Is the {n} {a}?", answer="yes" if a == c else "no", reference_rationale=f"The {n} has {c} fur.")
+             for n, a, c in zip(names, asked, colours)]
+    fmt = StudentFormatter.load()
+    retriever = BM25Retriever.from_passages(passages, k=1)
+    assert all("~" not in p.id for p in student_pairs("kard", train, fmt, reference=True, retriever=retriever, k=1, counterfactual=2,
+                                                      show_progress=False))
+    pairs = student_pairs("kard", train, fmt, reference=True, retriever=retriever, k=1, counterfactual=2, yes_no_counterfactual=True,
+                          show_progress=False)
+    by_id = {p.id: p for p in pairs}
+    assert sorted(i for i in by_id if "~" in i) == sorted(f"{n}#0~cf{j}" for n in names for j in (0, 1))
+    for n, e in zip(names, train):
+        assert by_id[f"{n}#0~cf0"].target.endswith("no." if e.answer == "yes" else "yes.")  # the first copy flips
+        assert by_id[f"{n}#0~cf1"].target.endswith(f"{e.answer}.")

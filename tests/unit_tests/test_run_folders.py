@@ -14,7 +14,7 @@ def test_a_run_from_before_passages_from_and_counterfactual_existed_resumes_at_t
     config = StudentTrainingConfig(model="m", pairs=tmp_path / "pairs.jsonl", output_dir=out)
     assert prepare_run(config, "student-run", {}) == []
     manifest = json.loads((out / MANIFEST).read_text())
-    for field in ("passages_from", "counterfactual"):  # as a run made before the fields existed wrote it
+    for field in StudentTrainingConfig.IMPLIED_BEFORE:  # as a run made before the fields existed wrote it
         manifest["settings"].pop(field, None)
     (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "checkpoint-2").mkdir()
@@ -24,3 +24,5 @@ def test_a_run_from_before_passages_from_and_counterfactual_existed_resumes_at_t
         prepare_run(other, "student-run", {})
     with pytest.raises(ManifestMismatch, match=r"counterfactual: null -> 1"):
         prepare_run(config.model_copy(update={"counterfactual": 1}), "student-run", {})
+    with pytest.raises(ManifestMismatch, match=r"yes_no_counterfactual: null -> true"):
+        prepare_run(config.model_copy(update={"yes_no_counterfactual": True}), "student-run", {})
