@@ -1,5 +1,5 @@
 """What each part of the KARD student's data and serving contributes, on the demo's world: one KARD student per
-training variant (where its passages come from, counterfactual copies or none, a bridge round in its passages or not),
+training variant (where its passages come from, counterfactual copies or none, of yes/no pairs too or not, a bridge round in its passages or not),
 the demo's model, budget and seed, each answered as the demo's ``KARD (BM25)``, ``KARD (BM25, bridge)``, ``KARD (reranker)`` and ``KARD (reranker,
 bridge)`` rows (the reranker trained as the demo trains it), on the test questions and on edited knowledge.
 
@@ -29,6 +29,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--passages-from", nargs="+", default=["rationale"])
     ap.add_argument("--counterfactual", type=int, nargs="+", default=[0, 2])
+    ap.add_argument("--yes-no-counterfactual", type=int, nargs="+", choices=[0, 1], default=[0],
+                    help="without (0) and/or with (1) counterfactual copies of the yes/no pairs too")
     ap.add_argument("--bridge", type=int, nargs="+", choices=[0, 1], default=[0, 1],
                     help="train without (0) and/or with (1) a bridge round in the training passages")
     ap.add_argument("--serve", nargs="+", choices=SERVING, default=list(SERVING),
@@ -76,9 +78,10 @@ def main() -> None:
         if not edited_index.is_dir():
             BM25Retriever.build(passages, edited_index, show_progress=False)
         edited = [e.model_copy(update={"answer": new_gold[e.id]}) for e in run.world.test if e.id in new_gold]
-        for source, copies, bridge in itertools.product(args.passages_from, args.counterfactual, args.bridge):
-            name = f"kard_{source}_cf{copies}" + ("_bridge" if bridge else "")
-            config = student_config(run, "kard", output_dir=out / name, passages_from=source, counterfactual=copies, bridge=bool(bridge))
+        for source, copies, yes_no, bridge in itertools.product(args.passages_from, args.counterfactual, args.yes_no_counterfactual, args.bridge):
+            name = f"kard_{source}_cf{copies}" + ("_yn" if yes_no else "") + ("_bridge" if bridge else "")
+            config = student_config(run, "kard", output_dir=out / name, passages_from=source, counterfactual=copies,
+                                    yes_no_counterfactual=bool(yes_no), bridge=bool(bridge))
             if not (config.output_dir / "final" / "kard_student.json").is_file():
                 train_student(config, show_progress=False)
             metrics = json.loads((config.output_dir / "metrics.json").read_text())
@@ -91,7 +94,7 @@ def main() -> None:
                                    out / "eval" / file, out / "index", student=config.output_dir / "final")
                 edit, _ = evaluate(run, load_kard_chain(llm, edited_index, **serving), edited,
                                    out / "eval_edited" / file, edited_index, student=config.output_dir / "final")
-                rows.append((seed, source, copies, bool(bridge), served, metrics, test, edit))
+                rows.append((seed, source, f"{copies}{' + yes/no' if yes_no else ''}", bool(bridge), served, metrics, test, edit))
                 print(f"seed {seed} {name}, served {served}: {test['accuracy']:.3f}, edits {edit['accuracy']:.3f}", flush=True)
 
     def cell(row: dict) -> str:
