@@ -16,7 +16,7 @@ class StudentTrainingConfig(TrainingConfig):
     """Everything a student training run needs."""
 
     IMPLIED_BEFORE: ClassVar[dict[str, Any]] = {"passages_from": "rationale", "counterfactual": 0, "yes_no_counterfactual": False,
-                                                  "bridge": False}
+                                                  "bridge": False, "answer_weight": 1.0}
     """Fields that runs made before they existed did not record, with the value those runs used: a run at that value
     resumes their folders."""
 
@@ -53,6 +53,10 @@ class StudentTrainingConfig(TrainingConfig):
     bridge: bool = False
     """kard: every retrieval of the inputs' passages takes a second, bridge round (:mod:`kard_chain.retrievers.bridge`),
     as a chain served with ``bridge`` does; saved with the student, so serving repeats it."""
+    answer_weight: float = Field(default=1.0, gt=0)
+    """Loss weight of the target's final answer tokens ("So the answer is" + answer), 1 on the rationale's: above 1,
+    the answer counts more than its few tokens would (after Hsieh et al., 2023, "Distilling Step-by-Step", which
+    weighs the label and rationale losses); 1: plain cross-entropy, the paper's."""
     prompt: str = "default"
     """Student prompt variant (``prompts/student/{prompt}.toml``)."""
     prompts_dir: Path | None = None

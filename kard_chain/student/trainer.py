@@ -17,6 +17,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from kard_chain.answers import ANSWER_PHRASE
 from kard_chain.io import atomic_write_text
 from kard_chain.student.config import StudentTrainingConfig
 from kard_chain.student.pairs import StudentPair
@@ -61,10 +62,12 @@ def build_pairs(config: StudentTrainingConfig, tokenizer=None, show_progress: bo
 
 
 class Collator:
-    """Tokenises a batch of pairs: seq2seq labels, or prompt-masked labels for a decoder-only model."""
+    """Tokenises a batch of pairs: seq2seq labels, or prompt-masked labels for a decoder-only model; with an
+    ``answer_weight`` other than 1, also ``weights``: that weight on the tokens from the final answer on, 1 before."""
 
-    def __init__(self, tokenizer, is_seq2seq: bool, max_source: int, max_target: int) -> None:
+    def __init__(self, tokenizer, is_seq2seq: bool, max_source: int, max_target: int, answer_weight: float = 1.0) -> None:
         self.tok, self.seq2seq, self.max_source, self.max_target = tokenizer, is_seq2seq, max_source, max_target
+        self.answer_weight = answer_weight
 
     def __call__(self, batch: list[StudentPair]) -> dict:
         import torch
@@ -75,20 +78,51 @@ class Collator:
             labels = self.tok(text_target=targets, max_length=self.max_target, truncation=True, padding=True,
                               return_tensors="pt")["input_ids"]
             labels[labels == self.tok.pad_token_id] = -100
-            return {**enc, "labels": labels}
-        src = self.tok(sources, max_length=self.max_source, truncation=True, add_special_tokens=True)["input_ids"]
-        tgt = self.tok([" " + t for t in targets], max_length=self.max_target, truncation=True, add_special_tokens=False)["input_ids"]
-        rows = [(s, t + [self.tok.eos_token_id]) for s, t in zip(src, tgt)]
-        width = max(len(s) + len(t) for s, t in rows)
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
-        ids = torch.full((len(rows), width), pad)
-        labels = torch.full((len(rows), width), -100)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, (s, t) in enumerate(rows):  # right padding: the labels line up with the tokens
-            ids[i, : len(s) + len(t)] = torch.tensor(s + t)
-            labels[i, len(s) : len(s) + len(t)] = torch.tensor(t)
-            mask[i, : len(s) + len(t)] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+            out = {**enc, "labels": labels}
+            starts = [0] * len(batch)
+        else:
+            src = self.tok(sources, max_length=self.max_source, truncation=True, add_special_tokens=True)["input_ids"]
+            tgt = self.tok([" " + t for t in targets], max_length=self.max_target, truncation=True, add_special_tokens=False)["input_ids"]
+            rows = [(s, t + [self.tok.eos_token_id]) for s, t in zip(src, tgt)]
+            width = max(len(s) + len(t) for s, t in rows)
+            pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+            ids = torch.full((len(rows), width), pad)
+            labels = torch.full((len(rows), width), -100)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, (s, t) in enumerate(rows):  # right padding: the labels line up with the tokens
+                ids[i, : len(s) + len(t)] = torch.tensor(s + t)
+                labels[i, len(s) : len(s) + len(t)] = torch.tensor(t)
+                mask[i, : len(s) + len(t)] = 1
+            out = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+            starts = [len(s) for s in src]
+        if self.answer_weight != 1.0:
+            out["weights"] = self._weights(targets, labels, starts)
+        return out
+
+    def _weights(self, targets: list[str], labels, starts: list[int]):
+        """``answer_weight`` on each target's tokens from its final answer on (all of a target without rationale)."""
+        import torch
+
+        prefixes = [t[: t.rfind(ANSWER_PHRASE)] + ANSWER_PHRASE if ANSWER_PHRASE in t else "" for t in targets]
+        if self.seq2seq:
+            lengths = [len(ids) for ids in self.tok(text_target=prefixes, add_special_tokens=False)["input_ids"]]
+        else:
+            lengths = [len(ids) if p else 0 for p, ids in zip(prefixes, self.tok([" " + p for p in prefixes], add_special_tokens=False)["input_ids"])]
+        weights = torch.ones(labels.shape)
+        for i, (start, n) in enumerate(zip(starts, lengths)):
+            weights[i, start + n :] = self.answer_weight
+        return weights * (labels != -100)
+
+
+def weighted_token_loss(logits, labels, weights, is_seq2seq: bool):
+    """Cross-entropy per target token, averaged with ``weights`` (a decoder-only model predicts token t at t - 1)."""
+    import torch.nn.functional as F
+
+    if not is_seq2seq:
+        logits, labels, weights = logits[:, :-1], labels[:, 1:], weights[:, 1:]
+    ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=-100, reduction="none")
+    weights = weights.reshape(-1).to(ce.dtype)
+    return (ce * weights).sum() / weights.sum()
 
 
 class _StudentTask:
@@ -99,9 +133,11 @@ class _StudentTask:
         self.target_tokens = 0
 
     def loss(self, batch: list[StudentPair], rng: random.Random):
-        inputs = self.collate(batch)
+        inputs = {k: v.to(self.accelerator.device) for k, v in self.collate(batch).items()}
         self.target_tokens += int((inputs["labels"] != -100).sum())
-        return self.model(**{k: v.to(self.accelerator.device) for k, v in inputs.items()}).loss
+        weights = inputs.pop("weights", None)
+        out = self.model(**inputs)
+        return out.loss if weights is None else weighted_token_loss(out.logits, inputs["labels"], weights, self.collate.seq2seq)
 
     def replay(self, batch: list[StudentPair], rng: random.Random) -> None:
         pass  # batches draw nothing from the epoch's generator
@@ -156,7 +192,8 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
     scheduler = linear_schedule(optimizer, config, total)
     start = resume_state(checkpoints, optimizer, scheduler, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    task = _StudentTask(model, tokenizer, Collator(tokenizer, is_seq2seq, config.max_source_tokens, config.max_target_tokens),
+    task = _StudentTask(model, tokenizer, Collator(tokenizer, is_seq2seq, config.max_source_tokens, config.max_target_tokens,
+                                                      config.answer_weight),
                         accelerator, config)
     run = run_loop(config, task, pairs, accelerator, model, optimizer, scheduler, start_step=start, total=total,
                    desc=f"train {config.method}", show_progress=show_progress)

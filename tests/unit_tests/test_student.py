@@ -213,3 +213,26 @@ def test_cli_trains_evaluates_and_asks(setup, kard_student, capsys):
     assert kard(["ask", *args, "--bridge", test[0].question]) == 0
     printed = capsys.readouterr().out
     assert "[1] (round 1) " in printed and "  draft: " not in printed and "answer: " in printed
+
+
+@pytest.mark.parametrize("seq2seq", [True, False])
+def test_answer_weight_weighs_the_tokens_from_the_final_answer_on_and_is_plain_cross_entropy_at_1(setup, seq2seq):
+    from transformers import AutoTokenizer
+
+    from kard_chain.student.pairs import StudentPair
+    from kard_chain.student.trainer import Collator, weighted_token_loss
+    from kard_chain.testing.scratch_models import scratch_decoder
+
+    tmp, _ = setup
+    tok = AutoTokenizer.from_pretrained(tmp / "init")
+    model = scratch_t5(tok, d_model=32, layers=1, heads=2) if seq2seq else scratch_decoder(tok, hidden=32, layers=1, heads=2)
+    pairs = [StudentPair(id="a", example_id="a", source="question: what colour ?", target="it is red . So the answer is red."),
+             StudentPair(id="b", example_id="b", source="question: which ?", target="blue")]  # no rationale: all answer
+    batch = Collator(tok, seq2seq, 64, 32, answer_weight=4.0)(pairs)
+    weights, labels = batch.pop("weights"), batch["labels"]
+    heavy = [tok.decode(labels[i][weights[i] == 4.0], skip_special_tokens=True).replace(" ", "") for i in range(2)]
+    assert heavy == ["red.", "blue"]
+    assert ((weights == 1.0) == ((labels != -100) & (weights != 4.0))).all()  # 1 on the rationale, 0 on padding
+    out = model(**batch)
+    assert torch.allclose(weighted_token_loss(out.logits, labels, (labels != -100).float(), seq2seq), out.loss, atol=1e-5)
+    assert "weights" not in Collator(tok, seq2seq, 64, 32)(pairs)  # weight 1: the model's own loss, as before
