@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--counterfactual", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--yes-no-counterfactual", type=int, nargs="+", choices=[0, 1], default=[0],
                     help="without (0) and/or with (1) counterfactual copies of the yes/no pairs too")
+    ap.add_argument("--answer-weight", type=float, nargs="+", default=[1.0], help="loss weights of the final answer's tokens")
     ap.add_argument("--bridge", type=int, nargs="+", choices=[0, 1], default=[0, 1],
                     help="train without (0) and/or with (1) a bridge round in the training passages")
     ap.add_argument("--serve", nargs="+", choices=SERVING, default=list(SERVING),
@@ -78,10 +79,12 @@ def main() -> None:
         if not edited_index.is_dir():
             BM25Retriever.build(passages, edited_index, show_progress=False)
         edited = [e.model_copy(update={"answer": new_gold[e.id]}) for e in run.world.test if e.id in new_gold]
-        for source, copies, yes_no, bridge in itertools.product(args.passages_from, args.counterfactual, args.yes_no_counterfactual, args.bridge):
-            name = f"kard_{source}_cf{copies}" + ("_yn" if yes_no else "") + ("_bridge" if bridge else "")
+        variants = itertools.product(args.passages_from, args.counterfactual, args.yes_no_counterfactual, args.answer_weight, args.bridge)
+        for source, copies, yes_no, weight, bridge in variants:
+            name = (f"kard_{source}_cf{copies}" + ("_yn" if yes_no else "") + (f"_aw{weight:g}" if weight != 1 else "")
+                    + ("_bridge" if bridge else ""))
             config = student_config(run, "kard", output_dir=out / name, passages_from=source, counterfactual=copies,
-                                    yes_no_counterfactual=bool(yes_no), bridge=bool(bridge))
+                                    yes_no_counterfactual=bool(yes_no), answer_weight=weight, bridge=bool(bridge))
             if not (config.output_dir / "final" / "kard_student.json").is_file():
                 train_student(config, show_progress=False)
             metrics = json.loads((config.output_dir / "metrics.json").read_text())
@@ -94,20 +97,20 @@ def main() -> None:
                                    out / "eval" / file, out / "index", student=config.output_dir / "final")
                 edit, _ = evaluate(run, load_kard_chain(llm, edited_index, **serving), edited,
                                    out / "eval_edited" / file, edited_index, student=config.output_dir / "final")
-                rows.append((seed, source, f"{copies}{' + yes/no' if yes_no else ''}", bool(bridge), served, metrics, test, edit))
+                rows.append((seed, source, f"{copies}{' + yes/no' if yes_no else ''}", weight, bool(bridge), served, metrics, test, edit))
                 print(f"seed {seed} {name}, served {served}: {test['accuracy']:.3f}, edits {edit['accuracy']:.3f}", flush=True)
 
     def cell(row: dict) -> str:
         return f"{row['accuracy']:.3f} [{row['ci95'][0]:.2f}, {row['ci95'][1]:.2f}]"
 
-    types = list(rows[0][6]["by_type"])
-    edit_types = list(rows[0][7]["by_type"])
-    print(f"\nKARD on {rows[0][6]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
-    print("| seed | training passages | counterfactual copies | bridge in training | served | pairs | all | " + " | ".join(types)
-          + " | follows edits | " + " | ".join(f"edits: {t}" for t in edit_types) + " |")
-    print("|---" * (8 + len(types) + len(edit_types)) + "|")
-    for seed, source, copies, bridge, served, metrics, test, edit in rows:
-        print(f"| {seed} | {source} | {copies} | {'yes' if bridge else 'no'} | {served} | {metrics['pairs']} | {cell(test)} | "
+    types = list(rows[0][-2]["by_type"])
+    edit_types = list(rows[0][-1]["by_type"])
+    print(f"\nKARD on {rows[0][-2]['total']} test questions, {budget['steps']} steps of {budget['batch_size']}:\n")
+    print("| seed | training passages | counterfactual copies | answer weight | bridge in training | served | pairs | all | "
+          + " | ".join(types) + " | follows edits | " + " | ".join(f"edits: {t}" for t in edit_types) + " |")
+    print("|---" * (9 + len(types) + len(edit_types)) + "|")
+    for seed, source, copies, weight, bridge, served, metrics, test, edit in rows:
+        print(f"| {seed} | {source} | {copies} | {weight:g} | {'yes' if bridge else 'no'} | {served} | {metrics['pairs']} | {cell(test)} | "
               + " | ".join(cell(test["by_type"][t]) for t in types) + f" | {cell(edit)} | "
               + " | ".join(cell(edit["by_type"].get(t, accuracy_row(0, 0))) for t in edit_types) + " |")
 
