@@ -232,7 +232,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
     run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
              chroma=not args.no_chroma, overwrite=args.overwrite, passages_from=args.passages_from,
-             counterfactual=args.counterfactual, bridge=args.bridge)
+             counterfactual=args.counterfactual, yes_no_counterfactual=args.yes_no_counterfactual, bridge=args.bridge)
     return 0
 
 
@@ -280,6 +280,9 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--counterfactual", type=NON_NEGATIVE_INT, default=2,
                    help="copies of each 4-option KARD training pair with the gold option swapped for another in its passages "
                         "and rationale (default 2; 0: the paper's data)")
+    p.add_argument("--yes-no-counterfactual", action=argparse.BooleanOptionalAction, default=True,
+                   help="the yes/no KARD training pairs get as many copies, the colour their rationale states swapped "
+                        "(default; --no-yes-no-counterfactual: 4-option pairs only)")
     p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=True,
                    help="the KARD student's training passages take a bridge round too, as the bridge rows serve it "
                         "(default; --no-bridge: one round, as in the paper)")

@@ -30,11 +30,12 @@ def _interval(row: dict) -> str:
     return f"{row['accuracy']:.3f} [{row['ci95'][0]:.3f}, {row['ci95'][1]:.3f}]"
 
 
-def _counterfactual_note(copies: int) -> str:
+def _counterfactual_note(copies: int, yes_no: bool) -> str:
     if not copies:
         return "; no counterfactual copies"
     return (f"; each 4-option pair whose passages state its answer has {copies} counterfactual "
-            f"cop{'y' if copies == 1 else 'ies'}, the gold option's text swapped for another's in its passages and rationale")
+            f"cop{'y' if copies == 1 else 'ies'}, the gold option's text swapped for another's in its passages and rationale"
+            + ("; each yes/no pair as many, the colour its rationale states swapped so that one copy flips the answer" if yes_no else ""))
 
 
 def results_markdown(r: dict) -> str:
@@ -51,7 +52,7 @@ def results_markdown(r: dict) -> str:
         f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
         f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}"
         f"{', each retrieval followed by a bridge round' if r.get('bridge') else ''}"
-        f"{_counterfactual_note(r.get('counterfactual', 0))}), served five ways: BM25(question) (the paper's one round); BM25(question) and a "
+        f"{_counterfactual_note(r.get('counterfactual', 0), r.get('yes_no_counterfactual', False))}), served five ways: BM25(question) (the paper's one round); BM25(question) and a "
         "second round queried with the student's draft rationale; BM25(question) and a bridge round (the first passage's "
         "rarest new term); the reranker (the paper's); the reranker and a bridge round.", "",
         "| method | accuracy [95% CI] | " + " | ".join(types) + " |",

@@ -78,6 +78,7 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     ids = {m: [json.loads(line)["id"] for line in (out / f"student_{m}" / "pairs.jsonl").read_text().splitlines()] for m in ("rd", "kard")}
     assert results["counterfactual"] == 2 and "2 counterfactual copies" in (out / "results.md").read_text()
     assert any(i.endswith("~cf1") for i in ids["kard"]) and not any("~cf" in i for i in ids["rd"])  # KARD's data only
+    assert results["yes_no_counterfactual"] and any("-colour#" in i and "~cf" in i for i in ids["kard"])  # yes/no pairs too
     recompute_from_per_example_files(out, results)
     if importlib.util.find_spec("matplotlib"):  # the chart needs the demo extra; the resume check below does not
         assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
