@@ -232,7 +232,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
     run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
              chroma=not args.no_chroma, overwrite=args.overwrite, passages_from=args.passages_from,
-             counterfactual=args.counterfactual, yes_no_counterfactual=args.yes_no_counterfactual, bridge=args.bridge)
+             counterfactual=args.counterfactual, yes_no_counterfactual=args.yes_no_counterfactual,
+             answer_weight=args.answer_weight, bridge=args.bridge)
     return 0
 
 
@@ -283,6 +284,8 @@ def _add_start_commands(sub) -> None:
     p.add_argument("--yes-no-counterfactual", action=argparse.BooleanOptionalAction, default=True,
                    help="the yes/no KARD training pairs get as many copies, the colour their rationale states swapped "
                         "(default; --no-yes-no-counterfactual: 4-option pairs only)")
+    p.add_argument("--answer-weight", type=POSITIVE, default=3.0,
+                   help="loss weight of the final answer's tokens for the KARD and RD students (default 3; 1: plain cross-entropy)")
     p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=True,
                    help="the KARD student's training passages take a bridge round too, as the bridge rows serve it "
                         "(default; --no-bridge: one round, as in the paper)")

@@ -38,6 +38,10 @@ def _counterfactual_note(copies: int, yes_no: bool) -> str:
             + ("; each yes/no pair as many, the colour its rationale states swapped so that one copy flips the answer" if yes_no else ""))
 
 
+def _answer_weight_note(weight: float) -> str:
+    return "" if weight == 1 else f", the final answer's tokens weighing {weight:g}x the rationale's in the KARD and RD losses"
+
+
 def results_markdown(r: dict) -> str:
     """The results as a Markdown report."""
     k = r["k"]
@@ -47,7 +51,7 @@ def results_markdown(r: dict) -> str:
         f"Teacher: {r['teacher']}. Reranker encoder: {r['reranker_encoder']}.",
         f"Students: T5 from a config, d_model {r['student']['d_model']}, {r['student']['layers']}+{r['student']['layers']} layers, "
         f"{r['student']['parameters'] / 1e6:.1f}M parameters, each trained {r['student']['steps']} steps of batch "
-        f"{r['student']['batch_size']}. Answers: majority vote of {r['n']} samples; KARD reads the top {k} passages.",
+        f"{r['student']['batch_size']}{_answer_weight_note(r.get('answer_weight', 1.0))}. Answers: majority vote of {r['n']} samples; KARD reads the top {k} passages.",
         f"{r['questions']['train']} training and {r['questions']['test']} test questions; test entities never occur in training. "
         f"Accuracy with 95% Wilson intervals. The KARD rows are one student (its training passages come from the "
         f"{r.get('passages_from', 'rationale')}{', as in the paper' if r.get('passages_from', 'rationale') == 'rationale' else ''}"

@@ -45,6 +45,8 @@ BUDGETS = {  # the same for every student of a size: optimiser steps of this bat
 STUDENT_SHAPE = {"d_model": 128, "layers": 3, "heads": 4}
 COUNTERFACTUAL = 2
 """Counterfactual copies per 4-option pair of the demo's KARD student (chosen on two seeds; README)."""
+ANSWER_WEIGHT = 3.0
+"""Loss weight of the final answer's tokens for the students that write a rationale (KARD and RD; chosen on two seeds; README)."""
 YES_NO_COUNTERFACTUAL = True
 """Whether the demo's KARD student's yes/no pairs get counterfactual copies too (the asked colour; chosen on two seeds; README)."""
 BRIDGE = True
@@ -92,6 +94,8 @@ class DemoRun:
     """Counterfactual copies per 4-option KARD pair (``kard train-student --counterfactual``)."""
     yes_no_counterfactual: bool = YES_NO_COUNTERFACTUAL
     """The yes/no pairs get copies too (``kard train-student --yes-no-counterfactual``)."""
+    answer_weight: float = ANSWER_WEIGHT
+    """Loss weight of the answer's tokens for KARD and RD (``kard train-student --answer-weight``)."""
     bridge: bool = BRIDGE
     """The KARD student's training passages take a bridge round (``kard train-student --bridge``)."""
     world: World | None = None
@@ -245,6 +249,7 @@ def student_config(run: DemoRun, method: str, output_dir: Path | None = None, **
         "index": run.out / "index", "k": run.k, "passages_from": run.passages_from,
         "counterfactual": run.counterfactual if method == "kard" else 0, "bridge": run.bridge and method == "kard",
         "yes_no_counterfactual": run.yes_no_counterfactual and method == "kard",
+        "answer_weight": run.answer_weight if method != "ft" else 1.0,  # FT's target is all answer: a weight changes nothing
         "batch_size": run.budget["batch_size"], "max_steps": run.budget["steps"], "learning_rate": 2e-3, "warmup_ratio": 0.05,
         "max_source_tokens": 256, "max_target_tokens": 64, "save_every": max(50, run.budget["steps"] // 4), "seed": run.seed,
         "overwrite_output_dir": True,
@@ -390,7 +395,8 @@ def _summary(run: DemoRun, total: float) -> dict:
                     "training": {m: {"seconds": round(t["train_seconds"], 1), "first_loss": t["first_loss"], "last_loss": t["last_loss"]}
                                  for m, t in trained.items()}},
         "n": run.n, "k": run.k, "passages_from": run.passages_from,
-        "counterfactual": run.counterfactual, "yes_no_counterfactual": run.yes_no_counterfactual, "bridge": run.bridge, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
+        "counterfactual": run.counterfactual, "yes_no_counterfactual": run.yes_no_counterfactual, "answer_weight": run.answer_weight,
+        "bridge": run.bridge, "questions": {"train": len(world.train), "test": len(world.test)}, "passages": len(world.passages),
         "stage_seconds": {s: round(v, 1) for s, v in run.seconds.items()}, "total_seconds": round(total, 1),
         "peak_memory_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
@@ -412,6 +418,7 @@ def run_demo(
     passages_from: str = "rationale",
     counterfactual: int = COUNTERFACTUAL,
     yes_no_counterfactual: bool = YES_NO_COUNTERFACTUAL,
+    answer_weight: float = ANSWER_WEIGHT,
     bridge: bool = BRIDGE,
 ) -> dict:
     """Run the demo's stages into ``out`` and return the results (also written to ``out/results.json``).
@@ -421,6 +428,7 @@ def run_demo(
     training passages come from (the paper's ``"rationale"``, ``"question"`` or ``"mixed"``);
     ``counterfactual``: copies per 4-option KARD pair with the gold option swapped for another (0: the paper's data);
     ``yes_no_counterfactual``: the yes/no pairs get as many, the colour their rationale states swapped;
+    ``answer_weight``: loss weight of the answer's tokens for the KARD and RD students (1: plain cross-entropy);
     ``bridge``: the KARD student's training passages take a bridge round, as the ``bridge`` rows serve it."""
     import torch
 
@@ -431,12 +439,13 @@ def run_demo(
     settings = {"size": size, "seed": seed, "budget": budget, "n": n, "k": k, "chroma": chroma,
                 "teacher": teacher_name or (REFERENCE_TEACHER if teacher is None else "teacher"),
                 **({"passages_from": passages_from} if passages_from != "rationale" else {}),  # older runs' manifests still match
-                "counterfactual": counterfactual, "yes_no_counterfactual": yes_no_counterfactual, "bridge": bridge,
-                "world": WORLD_VERSION}  # older runs: another world and student
+                "counterfactual": counterfactual, "yes_no_counterfactual": yes_no_counterfactual, "answer_weight": answer_weight,
+                "bridge": bridge, "world": WORLD_VERSION}  # older runs: another world and student
     prepare_output(out, Manifest("demo", settings), folder=True, overwrite=overwrite)
     run = DemoRun(out=out, size=size, seed=seed, budget=budget, n=n, k=k, show_progress=show_progress, log=log, teacher=teacher,
                   teacher_name=settings["teacher"], passages_from=passages_from,
-                  counterfactual=counterfactual, yes_no_counterfactual=yes_no_counterfactual, bridge=bridge)
+                  counterfactual=counterfactual, yes_no_counterfactual=yes_no_counterfactual,
+                  answer_weight=answer_weight, bridge=bridge)
     started = time.perf_counter()
     torch.manual_seed(seed)
     for name, stage in STAGES:
