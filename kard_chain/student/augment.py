@@ -92,7 +92,7 @@ def counterfactuals(example: Example, rationale: str, docs: Sequence[Any], copie
 
 
 _WORD = re.compile(r"\w+")
-YES_NO = ("yes", "no")
+_YES_NO = ("yes", "no")
 
 
 def value_slots(questions: Sequence[str], min_count: int = 3, min_questions: int = 10) -> dict[str, dict[str, frozenset[str]]]:
@@ -109,26 +109,31 @@ def value_slots(questions: Sequence[str], min_count: int = 3, min_questions: int
     fillers: dict[tuple, set[str]] = defaultdict(set)
     shared: Counter = Counter()
     for sk in skeletons:
-        for i, w in enumerate(sk):
-            if w != "*":
-                fillers[sk[:i] + ("_",) + sk[i + 1 :]].add(w)
-                shared[sk[:i] + ("_",) + sk[i + 1 :]] += 1
+        for i, template in _templates(sk):
+            fillers[template].add(sk[i])
+            shared[template] += 1
     out: dict[str, dict[str, frozenset[str]]] = {}
     for q, sk in zip(questions, skeletons):
-        slots = {w: (frozenset(fillers[t]), shared[t]) for i, w in enumerate(sk) if w != "*" for t in [sk[:i] + ("_",) + sk[i + 1 :]]}
-        slots = {w: f for w, (f, n) in slots.items() if n >= min_questions and len(f) >= 2 and not f & ENGLISH_STOPWORDS}
+        slots = {sk[i]: frozenset(fillers[t]) for i, t in _templates(sk)
+                 if shared[t] >= min_questions and len(fillers[t]) >= 2 and not fillers[t] & ENGLISH_STOPWORDS}
         if slots:
             out[q] = slots
     return out
 
 
+def _templates(skeleton: tuple[str, ...]) -> list[tuple[int, tuple[str, ...]]]:
+    """Each word's position in ``skeleton`` and the skeleton with that word as the slot ``_``."""
+    return [(i, skeleton[:i] + ("_",) + skeleton[i + 1 :]) for i, w in enumerate(skeleton) if w != "*"]
+
+
 def yes_no_counterfactuals(example: Example, rationale: str, docs: Sequence[Any], copies: int, key: str,
                            slots: dict[str, dict[str, frozenset[str]]]) -> list[Counterfactual]:
-    """Up to ``copies`` copies of a yes/no pair whose question has a value slot (:func:`value_slots`) and whose
-    rationale states a filler of it (the copies' rationales end before their answer): the first with the answer flipped (the stated value swapped, in passages and
+    """Up to ``copies`` copies of a yes/no pair whose question has a value slot (:func:`value_slots`) whose value its
+    rationale and passages state: the first with the answer flipped (the stated value swapped, in passages and
     rationale, for another filler, or for the asked one), the second with the answer kept and the value renamed (a
-    yes: in question, passages and rationale; a no: the stated value for a third filler). Drawn seeded by ``key``."""
-    if copies < 1 or example.options or example.answer not in YES_NO or example.question not in slots:
+    yes: in question, passages and rationale; a no: the stated value for a third filler). Drawn seeded by ``key``;
+    the copies' rationales end before their answer."""
+    if copies < 1 or example.options or example.answer not in _YES_NO or example.question not in slots:
         return []
     passages = [as_passage(d) for d in docs]
     texts = [p.title + " " + p.text for p in passages]

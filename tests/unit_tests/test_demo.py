@@ -79,6 +79,9 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert results["counterfactual"] == 2 and "2 counterfactual copies" in (out / "results.md").read_text()
     assert any(i.endswith("~cf1") for i in ids["kard"]) and not any("~cf" in i for i in ids["rd"])  # KARD's data only
     assert results["yes_no_counterfactual"] and any("-colour#" in i and "~cf" in i for i in ids["kard"])  # yes/no pairs too
+    weights = {m: json.loads((out / f"student_{m}" / "final" / "kard_student.json").read_text())["answer_weight"]
+               for m in ("ft", "rd", "kard")}
+    assert weights == {"ft": 1.0, "rd": results["answer_weight"], "kard": results["answer_weight"]} and results["answer_weight"] > 1
     recompute_from_per_example_files(out, results)
     if importlib.util.find_spec("matplotlib"):  # the chart needs the demo extra; the resume check below does not
         assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
