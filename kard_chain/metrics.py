@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for z = 1.96); (0, 1) when total is 0."""
+    """The Wilson score interval of a proportion (95% for z = 1.96); (0, 1) when total is 0. It contains the
+    proportion even where rounding would leave it out (6/6 computes an upper end of 0.9999999999999999)."""
     if total == 0:
         return 0.0, 1.0
     p = correct / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def recall_at_k(found: Sequence[Sequence[str]], wanted: Sequence[Sequence[str]], k: int) -> float:

@@ -88,6 +88,8 @@ def test_wilson_interval_against_hand_computed_values():
 def test_wilson_interval_stays_within_zero_and_one_where_rounding_would_leave_it():
     ends = [wilson_interval(c, n) for n in range(1, 60) for c in (0, n)]  # e.g. 5/5 computes 1.0000000000000002
     assert min(low for low, _ in ends) == 0.0 and max(high for _, high in ends) == 1.0
+    inside = [wilson_interval(c, n)[0] <= c / n <= wilson_interval(c, n)[1] for n in range(1, 300) for c in range(n + 1)]
+    assert all(inside)  # 6/6's upper end computes 0.9999999999999999: an error bar below zero, which matplotlib refuses
 
 
 def test_recall_and_hits_against_hand_computed_cases():
