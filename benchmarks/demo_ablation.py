@@ -1,12 +1,15 @@
 """What each part of the KARD student's data and serving contributes, on the demo's world: one KARD student per
-training variant (where its passages come from, counterfactual copies or none, of yes/no pairs too or not, a bridge round in its passages or not),
-the demo's model, budget and seed, each answered as the demo's ``KARD (BM25)``, ``KARD (BM25, bridge)``, ``KARD (reranker)`` and ``KARD (reranker,
-bridge)`` rows (the reranker trained as the demo trains it), on the test questions and on edited knowledge.
+training variant (where its passages come from, counterfactual copies or none, of yes/no pairs too or not, the answer's
+loss weight, a bridge round in its passages or not), the demo's model, budget and seed, each answered as the demo's
+``KARD (BM25)``, ``KARD (BM25, bridge)``, ``KARD (reranker)`` and ``KARD (reranker, bridge)`` rows (the reranker
+trained as the demo trains it), on the test questions and on edited knowledge.
 
     python benchmarks/demo_ablation.py --seeds 0 1 --passages-from rationale --counterfactual 0 2 --bridge 0 1 --out /tmp/ablation
+    python benchmarks/demo_ablation.py --seeds 0 1 --counterfactual 2 --yes-no-counterfactual 0 1 --answer-weight 1 3 \
+        --bridge 1 --serve reranker reranker+bridge --out /tmp/ablation
 
 Prints a Markdown table: accuracy with 95% Wilson intervals per question type, and the share of answers that follow
-an edit of the knowledge base. About 6 minutes per student on 2 cores (``--threads 1`` lets two runs share them).
+an edit of the knowledge base. About 6 minutes per student on 2 cores, 10 with one thread (``--threads 1`` lets two runs share them).
 A rerun reuses the trained students and finished evaluations in ``--out``.
 """
 
