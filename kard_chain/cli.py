@@ -1,4 +1,4 @@
-"""The ``kard`` command line: ``kard quickstart``, ``index``, ``search``, ``teach``, ``candidates``,
+"""The ``kard`` command line: ``kard quickstart``, ``demo``, ``run``, ``index``, ``search``, ``teach``, ``candidates``,
 ``train-reranker``, ``train-student``, ``evaluate``, ``ask``."""
 
 from __future__ import annotations
@@ -222,18 +222,48 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from kard_chain.demo.run import run_demo
 
-    teacher = name = None
-    if args.teacher:
-        from kard_chain.teacher.chain import build_teacher_chain, model_name
-        from kard_chain.teacher.models import load_teacher
+    run_demo(args.out or f"kard-demo-{args.size}", size=args.size, seed=args.seed, steps=args.steps, n=args.n, teacher=args.teacher,
+             base_url=args.base_url, teacher_n=args.teacher_n, chroma=False if args.no_chroma else None,
+             passages_from=args.passages_from, counterfactual=args.counterfactual, yes_no_counterfactual=args.yes_no_counterfactual,
+             answer_weight=args.answer_weight, bridge=args.bridge, show_progress=not args.quiet)
+    return 0
 
-        model = load_teacher(args.teacher, base_url=args.base_url, temperature=0.7, max_tokens=256, timeout=60.0)
-        teacher, name = build_teacher_chain(model, "generic", mode="rationalize", n=args.teacher_n), model_name(model)
-    out = Path(args.out) if args.out else Path(f"kard-demo-{args.size}")
-    run_demo(out, size=args.size, seed=args.seed, teacher=teacher, teacher_name=name, steps=args.steps, n=args.n,
-             chroma=not args.no_chroma, overwrite=args.overwrite, passages_from=args.passages_from,
-             counterfactual=args.counterfactual, yes_no_counterfactual=args.yes_no_counterfactual,
-             answer_weight=args.answer_weight, bridge=args.bridge)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import shlex
+
+    from kard_chain.recipe import load_recipe, run_recipe
+    from kard_chain.recipe.report import compare_table
+
+    if args.help_recipe:
+        from kard_chain.recipe.config import recipe_fields
+
+        for key, default, doc in recipe_fields():
+            print(f"{key} (default {default})\n    {doc}")
+        return 0
+    files = [a for a in args.items if "=" not in a]
+    overrides = [a for a in args.items if "=" in a]
+    if not files:
+        raise KardDataError("give a recipe file: kard run RECIPE.toml [key.path=value ...] (see recipes/)")
+    runs = {}
+    for file in files:
+        base = load_recipe(file, overrides)
+        variants = {Path(file).stem: base} if not args.variant else {}
+        for variant in args.variant or []:
+            changes = shlex.split(variant)
+            name = "_".join(c.replace("/", "-") for c in changes) or "base"
+            out = f"out={json.dumps(str(base.out / name))}"
+            cache = f"cache={json.dumps(str(base.stages_dir))}"  # variants share the stages they have in common
+            variants[f"{Path(file).stem} {variant}".strip()] = load_recipe(file, [*overrides, out, cache, *changes])
+        for name, recipe in variants.items():
+            runs[name] = run_recipe(recipe, dry_run=args.dry_run, show_progress=not args.quiet)
+    if len(runs) > 1 and not args.dry_run:
+        table = compare_table(runs)
+        print("\n" + table)
+        if args.compare:
+            from kard_chain.io import atomic_write_text
+
+            atomic_write_text(Path(args.compare), table + "\n")
     return 0
 
 
@@ -266,31 +296,44 @@ def _add_start_commands(sub) -> None:
     p.add_argument("-k", type=POSITIVE_INT, default=3, help="passages per question")
     p.set_defaults(fn=cmd_quickstart)
 
-    p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here)")
+    p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here); a shortcut "
+                       "to kard run recipes/demo-SIZE.toml")
     p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 10 minutes on 2 cores; tiny: under a minute)")
-    p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun skips finished stages")
+    p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun reuses finished stages")
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the models and the data order")
-    p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student")
-    p.add_argument("-n", type=POSITIVE_INT, default=5, help="rationales sampled per question")
+    p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student (default: the recipe's)")
+    p.add_argument("-n", type=POSITIVE_INT, help="rationales sampled per question (default: the recipe's, 5)")
     p.add_argument("--teacher", help="a real teacher instead of the reference rationales: openai:MODEL or hf:PATH")
     p.add_argument("--base-url", help="OpenAI-compatible server for --teacher openai:MODEL")
-    p.add_argument("--teacher-n", type=POSITIVE_INT, default=3, help="rationales per question from --teacher")
+    p.add_argument("--teacher-n", type=POSITIVE_INT, help="rationales per question from --teacher (default 3)")
     p.add_argument("--no-chroma", action="store_true", help="skip the Chroma store")
-    p.add_argument("--passages-from", choices=["rationale", "question", "mixed"], default="rationale",
+    p.add_argument("--passages-from", choices=["rationale", "question", "mixed"],
                    help="where the KARD student's training passages come from (default: the rationale, as in the paper)")
-    p.add_argument("--counterfactual", type=NON_NEGATIVE_INT, default=2,
+    p.add_argument("--counterfactual", type=NON_NEGATIVE_INT,
                    help="copies of each 4-option KARD training pair with the gold option swapped for another in its passages "
                         "and rationale (default 2; 0: the paper's data)")
-    p.add_argument("--yes-no-counterfactual", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--yes-no-counterfactual", action=argparse.BooleanOptionalAction,
                    help="the yes/no KARD training pairs get as many copies, the colour their rationale states swapped "
                         "(default; --no-yes-no-counterfactual: 4-option pairs only)")
-    p.add_argument("--answer-weight", type=POSITIVE, default=3.0,
+    p.add_argument("--answer-weight", type=POSITIVE,
                    help="loss weight of the final answer's tokens for the KARD and RD students (default 3; 1: plain cross-entropy)")
-    p.add_argument("--bridge", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--bridge", action=argparse.BooleanOptionalAction,
                    help="the KARD student's training passages take a bridge round too, as the bridge rows serve it "
                         "(default; --no-bridge: one round, as in the paper)")
-    p.add_argument("--overwrite", action="store_true", help="start over when --out holds a demo run with other settings")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("run", help="run a recipe: data -> knowledge base -> teacher -> reranker -> students -> evaluation -> "
+                                   "report, each stage cached by its settings")
+    p.add_argument("items", nargs="*", metavar="RECIPE.toml | key.path=value",
+                   help="one or more recipe files (several: compared in one table), and overrides of any key, e.g. "
+                        "students.max_steps=200 dataset.data_dir=data/q.jsonl")
+    p.add_argument("--variant", action="append", metavar="'KEY=VALUE ...'",
+                   help="a variant of the recipe (overrides, space-separated), repeatable: each runs into OUT/VARIANT, the "
+                        "stages they share computed once, and the variants are compared in one table")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (which stages run, which are reused, and why) and stop")
+    p.add_argument("--compare", help="also write the comparison table of several recipes or variants to this Markdown file")
+    p.add_argument("--help-recipe", action="store_true", help="print every recipe key with its default and meaning")
+    p.set_defaults(fn=cmd_run)
 
 
 def _add_knowledge_commands(sub) -> None:
@@ -403,7 +446,7 @@ def _add_serving_commands(sub) -> None:
     p.set_defaults(fn=cmd_ask)
 
 
-LONG_COMMANDS = ("demo", "index", "teach", "candidates", "train-reranker", "train-student", "evaluate")
+LONG_COMMANDS = ("demo", "run", "index", "teach", "candidates", "train-reranker", "train-student", "evaluate")
 """Commands that show progress; each takes ``--quiet``."""
 
 
