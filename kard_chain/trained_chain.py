@@ -73,6 +73,32 @@ def _first_stage(index: str | Path | BaseRetriever, k: int) -> BaseRetriever:
     return BM25Retriever.load(index, k=k)
 
 
+RUN_FILE = "run.json"
+"""A ``kard run`` output folder's record of its stages (:mod:`kard_chain.recipe.graph`)."""
+
+
+def _from_run(out: Path, index: Any, reranker: Any, overrides: dict[str, Any]) -> tuple[Path, Any, Any, dict[str, Any]]:
+    """A finished recipe's KARD student (else its last student), index and reranker, served as its evaluation was."""
+    import json
+
+    run = json.loads((out / RUN_FILE).read_text())
+    stages, recipe = run["stages"], run["recipe"]
+    method = next((m for m in ("kard", "rd", "ft") if f"student-{m}" in stages), None)
+    final = Path(stages[f"student-{method}"]["folder"]) / "run" / "final" if method else None
+    if final is None or not (final / "kard_student.json").is_file():
+        raise KardDataError("this run has no trained student yet: run the recipe to the end first (kard run RECIPE)", path=out)
+    evaluation = recipe["evaluation"]
+    if index is None and method == "kard":
+        index = Path(stages["index"]["folder"]) / "index"
+    if reranker is None and method == "kard" and "reranker" in stages and any(v.startswith("reranker") for v in evaluation["serve"]):
+        reranker = Path(stages["reranker"]["folder"]) / "run" / "final"
+        overrides.setdefault("candidates", evaluation["candidates"])
+        overrides.setdefault("first_stage_weight", evaluation["first_stage_weight"])
+    for key in ("n", "temperature", "max_new_tokens"):
+        overrides.setdefault(key, evaluation[key])
+    return final, index, reranker, overrides
+
+
 def load_kard_chain(
     student: str | Path | Any,
     index: str | Path | BaseRetriever | None = None,
@@ -83,7 +109,8 @@ def load_kard_chain(
     """The chain a trained student calls for: KARD over ``index`` (reranked when ``reranker`` is given), or the
     RD/FT chain without retrieval.
 
-    ``student`` is a folder saved by ``kard train-student`` (or a :class:`T5LLM` loaded from one);
+    ``student`` is a folder saved by ``kard train-student`` (or a :class:`T5LLM` loaded from one), or a
+    ``kard run`` output folder: its KARD student over its index, reranked where the recipe served a reranker;
     ``index`` a BM25 index folder or any LangChain retriever (the first stage); ``reranker`` a
     trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors.
     Overrides: ``n``, ``temperature``, ``max_new_tokens``, ``top_p``, ``top_k``, ``do_sample``,
@@ -97,6 +124,8 @@ def load_kard_chain(
     from kard_chain.student.format import StudentFormatter
 
     _check_overrides(overrides)
+    if isinstance(student, (str, Path)) and (Path(student) / RUN_FILE).is_file():
+        student, index, reranker, overrides = _from_run(Path(student), index, reranker, overrides)
     folder = Path(student if isinstance(student, (str, Path)) else student.model_id)
     try:
         settings = read_student_settings(folder)

@@ -23,7 +23,7 @@ from kard_chain.recipe.config import Recipe
 from kard_chain.recipe.graph import Context, execute, format_plan, locked, plan, write_run_file
 from kard_chain.recipe.loading import RecipeError
 from kard_chain.recipe.report import markdown, results, summary_screen, write_chart
-from kard_chain.recipe.stages import build_stages
+from kard_chain.recipe.stages import build_stages, teacher_task
 
 HUB_NAME = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
 
@@ -48,6 +48,13 @@ def check_paths(recipe: Recipe) -> None:
     for key, path in paths.items():
         if path is not None and not Path(path).exists():
             raise RecipeError(f"key '{key}': {path} does not exist (relative paths are read from {Path.cwd()})")
+    if recipe.teacher.model != "reference":
+        from kard_chain.teacher.prompts import load_teacher_prompts
+
+        known = load_teacher_prompts(teacher_task(recipe), recipe.teacher.prompts_dir)
+        if recipe.teacher.prompt not in known:
+            raise RecipeError(f"key 'teacher.prompt': no variant {recipe.teacher.prompt!r} for task {teacher_task(recipe)!r}; "
+                              f"available: {', '.join(sorted(known))}")
     if recipe.out.exists() and not recipe.out.is_dir():
         raise RecipeError(f"key 'out': {recipe.out} is a file, not a folder")
     if recipe.out.is_dir() and any(recipe.out.iterdir()) and not (recipe.out / "run.json").is_file() \

@@ -189,7 +189,7 @@ def reference_teacher(model: str):
     return RunnableLambda(teach, afunc=ateach, name="reference_teacher")
 
 
-def _task(recipe: Recipe) -> str:
+def teacher_task(recipe: Recipe) -> str:
     from kard_chain.teacher.prompts import TEACHER_TASKS
 
     return recipe.teacher.task or (recipe.dataset.name if recipe.dataset.name in TEACHER_TASKS else "generic")
@@ -200,7 +200,7 @@ def run_teach(ctx: Context, folder: Path) -> dict:
     from kard_chain.teacher.cache import RationaleCache, read_rationales
     from kard_chain.teacher.runner import teach
 
-    t, task = ctx.recipe.teacher, _task(ctx.recipe)
+    t, task = ctx.recipe.teacher, teacher_task(ctx.recipe)
     train = examples(ctx, "train")
     if t.model == REFERENCE:
         name = REFERENCE_TEACHER if ctx.recipe.dataset.name == "demo" else "reference rationales (the dataset's)"
@@ -210,12 +210,19 @@ def run_teach(ctx: Context, folder: Path) -> dict:
         from kard_chain.teacher.models import load_teacher
 
         model = load_teacher(t.model, base_url=t.base_url, temperature=t.temperature, max_tokens=t.max_tokens, timeout=t.timeout)
-        chain = build_teacher_chain(model, task, mode=t.mode, n=t.n, prompt=t.prompt, prompts_dir=t.prompts_dir)
+        chain = build_teacher_chain(model, task, mode=t.mode, n=t.n, prompts_dir=t.prompts_dir)
         name, per_example = model_name(model), 1 if supports_n(model) else t.n
+    async def ask_all(cache: RationaleCache):
+        try:
+            return await teach(chain, train, cache, task=task, mode=t.mode, model=name, prompt=t.prompt, concurrency=t.concurrency,
+                               max_retries=t.max_retries, requests_per_example=per_example, show_progress=ctx.show_progress)
+        finally:
+            client = getattr(model, "http_async_client", None)
+            if client is not None:
+                await client.aclose()
+
     with RationaleCache.open(folder / "rationales.jsonl") as cache:
-        summary = asyncio.run(teach(chain, train, cache, task=task, mode=t.mode, model=name, prompt=t.prompt,
-                                    concurrency=t.concurrency, max_retries=t.max_retries, requests_per_example=per_example,
-                                    show_progress=ctx.show_progress))
+        summary = asyncio.run(ask_all(cache))
     if summary.failed:
         raise RecipeError(f"teacher: {summary.failed} question(s) failed after {t.max_retries} retries "
                           f"({', '.join(f'{k} {v}' for k, v in sorted(summary.errors.items()))}); finished ones are kept, "
