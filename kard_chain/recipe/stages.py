@@ -177,7 +177,8 @@ def reference_teacher(model: str):
         texts = example.metadata.get("rationales") or ([example.reference_rationale] if example.reference_rationale else [])
         out = []
         for i, text in enumerate(texts):
-            text = f"{text.strip()} So the answer is {format_answer(example.answer, example.options)}."
+            text = text.strip() + ("" if text.strip().endswith((".", "!", "?")) else ".")  # a bare fact (fact1) ends its sentence
+            text = f"{text} So the answer is {format_answer(example.answer, example.options)}."
             answer = parse_answer(text, example.options)
             dropped = None if answer == example.answer else f"answer {answer} disagrees with gold {example.answer}"
             out.append(Rationale(text=text, answer=answer, model=model, sample_index=i, dropped=dropped))
@@ -408,8 +409,10 @@ class _Oracle:
         class OracleRetriever(BaseRetriever):
             """The question's gold evidence (an upper bound on what retrieval can give the student)."""
 
-            def _get_relevant_documents(self, query: str, *, run_manager=None) -> list[Document]:
-                return gold.get(query, [])
+            k: int = ctx.recipe.students.reading.k
+
+            def _get_relevant_documents(self, query: str, *, run_manager=None, k: int | None = None) -> list[Document]:
+                return gold.get(query, [])[: k or self.k]
 
         return OracleRetriever()
 

@@ -1,8 +1,7 @@
-"""benchmarks/real_student.py end to end at toy size (--tiny: scratch decoder, CPU) on data in the official formats."""
+"""recipes/obqa.toml and recipes/strategyqa.toml end to end at toy size (their CPU override sets: a scratch decoder)
+on data in the official formats, written here: the suite checks the real-data path without the shared data."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,47 +45,57 @@ def write_strategyqa(folder: Path) -> None:
     (folder / "strategyqa_train_paragraphs.json").write_text(json.dumps(paragraphs))
 
 
-def run_benchmark(data: Path, work: Path) -> dict:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "real_student.py"), "--tiny", "--data-dir", str(data), "--work-dir", str(work),
-           "--eval-fraction", "0.5", "--quiet"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "| obqa | kard-bm25 |" in done.stdout and "| strategyqa | ft |" in done.stdout
-    return json.loads((work / "results.json").read_text())
+def run_recipe(task: str, data: Path, out: Path) -> dict:
+    from tests.unit_tests.test_recipe import cpu_overrides
+
+    from kard_chain.cli import main as kard
+
+    overrides = [f"out={out}", f"dataset.data_dir={data}", *cpu_overrides(task), "dataset.test_limit=4", "students.reading.k=3"]
+    if task == "strategyqa":
+        overrides.append("dataset.test_fraction=0.34")
+    assert kard(["run", str(ROOT / "recipes" / f"{task}.toml"), *overrides, "--quiet"]) == 0
+    return json.loads((out / "results.json").read_text())
 
 
-def test_tiny_run_trains_three_students_per_task_and_reports_what_its_files_say(tmp_path):
+def stage_folder(out: Path, name: str) -> Path:
+    return Path(json.loads((out / "run.json").read_text())["stages"][name]["folder"])
+
+
+def test_real_data_recipes_train_three_students_per_task_and_report_what_their_files_say(tmp_path):
     write_obqa(tmp_path / "data" / "openbookqa")
     write_strategyqa(tmp_path / "data" / "strategyqa")
-    work = tmp_path / "work"
-    report = run_benchmark(tmp_path / "data", work)
+    reports = {task: run_recipe(task, tmp_path / "data" / folder, tmp_path / task)
+               for task, folder in (("obqa", "openbookqa"), ("strategyqa", "strategyqa"))}
+    assert list(reports["obqa"]["methods"]) == ["FT", "RD", "KARD (BM25)", "KARD (oracle: gold evidence)"]
+    assert list(reports["strategyqa"]["methods"]) == ["FT", "RD", "KARD (BM25)", "KARD (reranker)", "KARD (oracle: gold evidence)"]
+    for task, report in reports.items():
+        for name, file in report["per_example"].items():
+            records = [json.loads(line) for line in Path(file).read_text().splitlines()]
+            label = next(label for label, row in report["methods"].items() if row["total"] == len(records))
+            row = {"eval-ft": "FT", "eval-rd": "RD", "eval-kard-bm25": "KARD (BM25)"}.get(name)
+            if row is None:
+                continue
+            correct = sum(r["correct"] for r in records)
+            assert report["methods"][row]["correct"] == correct and report["methods"][row]["ci95"] == list(wilson_interval(correct, len(records)))
+            assert all(r["correct"] == (r["answer"] == r["gold"]) for r in records) and label
+            if row != "KARD (BM25)":
+                assert all(r["passage_ids"] == [] for r in records)
+                continue
+            for r in records:  # BM25(question) over the task's own knowledge base: the question's animal's passage first
+                animal = next(a for a in ANIMALS if f" {a} " in r["question"])
+                first = f"openbook-{ANIMALS.index(animal) + 1}" if task == "obqa" else f"{animal.title()}-0"
+                assert 1 <= len(r["passage_ids"]) <= 3 and r["passage_ids"][0] == first, r
+    obqa_ft = [json.loads(line)["id"] for line in Path(reports["obqa"]["per_example"]["eval-ft"]).read_text().splitlines()]
+    assert obqa_ft == [f"test-{i}" for i in range(4)]  # OpenBookQA is scored on its test split
 
-    assert [(r["task"], r["method"]) for r in report["rows"]] == [
-        (task, m) for task in ("obqa", "strategyqa") for m in ("ft", "rd", "kard-bm25")]
-    for row in report["rows"]:
-        records = [json.loads(line) for line in Path(row["per_example"]).read_text().splitlines()]
-        assert row["questions"] == len(records) == 4 and row["steps"] == 3
-        correct = sum(r["correct"] for r in records)
-        assert row["accuracy"] == correct / 4 and row["ci95"] == list(wilson_interval(correct, 4))
-        assert all(r["correct"] == (r["answer"] == r["gold"]) for r in records)
-        if row["method"] != "kard-bm25":
-            assert all(r["passage_ids"] == [] for r in records)
-            continue
-        for r in records:  # BM25(question) over the task's own knowledge base: the question's animal's passage first
-            animal = next(a for a in ANIMALS if f" {a} " in r["question"])
-            first = f"openbook-{ANIMALS.index(animal) + 1}" if row["task"] == "obqa" else f"{animal.title()}-0"
-            assert 1 <= len(r["passage_ids"]) <= 3 and r["passage_ids"][0] == first, r
-    assert [r["id"] for r in map(json.loads, (work / "obqa" / "eval-ft.jsonl").read_text().splitlines())] == \
-        [f"test-{i}" for i in range(4)]  # OpenBookQA is scored on its test split
-
-    pairs = [json.loads(line) for line in (work / "obqa" / "pairs-kard.jsonl").read_text().splitlines()]
+    pairs = [json.loads(line) for line in (stage_folder(tmp_path / "obqa", "student-kard") / "run" / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == 8  # one per training question (its fact1), as the paper builds KARD's inputs:
     for pair in pairs:  # the passages are BM25(rationale)'s, so the question's own fact is the first one read
         fact = pair["target"].split(".")[0]
         assert f"[1] openbook: {fact}" in pair["source"] and pair["target"].endswith(")."), pair
 
-    weights = sorted(work.glob("*/*/final/model.safetensors"))
+    weights = sorted((tmp_path / "obqa").glob("stages/student-*/run/final/model.safetensors"))
     before = [(w.stat().st_mtime_ns, w.read_bytes()) for w in weights]
-    again = run_benchmark(tmp_path / "data", work)  # a rerun reuses the students and the finished evaluations
-    assert len(weights) == 6 and [(w.stat().st_mtime_ns, w.read_bytes()) for w in weights] == before
-    assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in report["rows"]]
+    again = run_recipe("obqa", tmp_path / "data" / "openbookqa", tmp_path / "obqa")  # a rerun reuses every stage
+    assert len(weights) == 3 and [(w.stat().st_mtime_ns, w.read_bytes()) for w in weights] == before
+    assert again["methods"] == reports["obqa"]["methods"]
