@@ -20,13 +20,14 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 
 from kard_chain.errors import KardDataError
+from kard_chain.student.reading import FIRST_STAGE_WEIGHT, reading_retriever
 from kard_chain.student.settings import StudentSettings, read_student_settings
+
+__all__ = ["FIRST_STAGE_WEIGHT", "load_kard_chain", "load_student_llm"]
 
 LLM_FIELDS = ("n", "max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "batch_size")
 """Overrides that go to the student LLM."""
 OVERRIDES = (*LLM_FIELDS, "k", "candidates", "first_stage_weight", "draft", "bridge", "method", "device", "dtype")
-FIRST_STAGE_WEIGHT = 0.2
-"""Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: README)."""
 
 
 def _check_overrides(overrides: dict[str, Any]) -> None:
@@ -48,29 +49,6 @@ def load_student_llm(student: str | Path, settings: StudentSettings | None = Non
     return (T5LLM if seq2seq else DecoderLLM).from_pretrained(
         student, device=overrides.get("device"), dtype=overrides.get("dtype"), max_input_tokens=settings.max_source_tokens, **fields
     )
-
-
-def _reranking(index: str | Path | BaseRetriever, reranker: Any, vectors: Any, k: int, candidates: int,
-               first_stage_weight: float) -> BaseRetriever:
-    from kard_chain.reranker.model import KardReranker
-    from kard_chain.reranker.vectors import PassageVectors
-    from kard_chain.retrievers.reranking import KardRerankerCompressor, RerankingRetriever
-
-    if not isinstance(reranker, KardReranker):
-        reranker = KardReranker.from_pretrained(reranker)
-    if vectors is not None and not isinstance(vectors, PassageVectors):
-        vectors = PassageVectors.load(vectors)
-    return RerankingRetriever(base_retriever=_first_stage(index, candidates), candidates=candidates, k=k,
-                              first_stage_weight=first_stage_weight,
-                              compressor=KardRerankerCompressor(reranker=reranker, vectors=vectors, top_n=k))
-
-
-def _first_stage(index: str | Path | BaseRetriever, k: int) -> BaseRetriever:
-    if isinstance(index, BaseRetriever):
-        return index
-    from kard_chain.retrievers.bm25 import BM25Retriever
-
-    return BM25Retriever.load(index, k=k)
 
 
 RUN_FILE = "run.json"
@@ -142,14 +120,7 @@ def load_kard_chain(
         return build_rd_chain(llm, n=n, formatter=formatter)
     if index is None:
         raise KardDataError(f"the student in {folder} reads passages ({settings.method}, k={settings.k}): give an index")
-    weight = overrides.get("first_stage_weight")
-    retriever = (_reranking(index, reranker, vectors, settings.k, overrides.get("candidates") or 100,
-                            FIRST_STAGE_WEIGHT if weight is None else weight)
-                 if reranker is not None else _first_stage(index, settings.k))
-    if settings.bridge if overrides.get("bridge") is None else overrides["bridge"]:
-        from kard_chain.retrievers.bridge import BridgeRetriever
-
-        bm25 = retriever.base_retriever if reranker is not None else retriever  # the first stage already opened
-        retriever = BridgeRetriever(first=retriever, index=bm25, k=settings.k)
+    retriever = reading_retriever(settings, index, reranker=reranker, vectors=vectors, candidates=overrides.get("candidates"),
+                                  first_stage_weight=overrides.get("first_stage_weight"), bridge=overrides.get("bridge"))
     return build_kard_chain(retriever, llm, k=settings.k, n=n, formatter=formatter, draft=overrides.get("draft"))
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kard_chain.student.settings import Method, PassagesFrom
+from kard_chain.student.settings import Method, ReadingSettings
 
 Serving = Literal["bm25", "bm25+draft", "bm25+bridge", "reranker", "reranker+bridge", "oracle"]
 """How the KARD student is served: its first-stage retriever and second round, or the gold evidence (``oracle``)."""
@@ -139,19 +139,11 @@ class RerankerSpec(Section):
     """Any other field of ``kard train-reranker`` (``RerankerTrainingConfig``), e.g. ``{loss = "ce"}``."""
 
 
-class ReadingSpec(Section):
-    """What the KARD student reads, in training and in serving (saved with the student)."""
+class ReadingSpec(ReadingSettings, Section):
+    """What the KARD student reads, in training and in serving (saved with the student): its fields are
+    :class:`~kard_chain.student.settings.ReadingSettings`'."""
 
-    k: int = Field(default=3, ge=1)
-    """Passages per input."""
-    bridge: bool = False
-    """Every retrieval takes a second, bridge round (two-hop questions)."""
-    passages_from: PassagesFrom = "rationale"
-    """Training passages retrieved with the rationale (the paper's), the question, or mixed."""
-    counterfactual: int = Field(default=0, ge=0)
-    """Counterfactual copies per multiple-choice pair (0: the paper's data)."""
-    yes_no_counterfactual: bool = False
-    """Yes/no pairs with a value slot get copies too."""
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, protected_namespaces=())
 
 
 class StudentsSpec(Section):

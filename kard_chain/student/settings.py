@@ -25,25 +25,43 @@ PassagesFrom = Literal["rationale", "question", "mixed"]
 """Where a kard training input's passages come from (see :func:`kard_chain.student.pairs.student_pairs`)."""
 
 
-class StudentSettings(BaseModel):
-    """The training settings that serving must repeat."""
+class ReadingSettings(BaseModel):
+    """What a KARD student reads, in training and in serving (a recipe's ``[students.reading]``)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
 
-    method: Method = "kard"
-    """kard (question + passages), rd (question, rationale) or ft (question -> answer)."""
     k: int = Field(default=3, ge=1)
     """Passages per input (kard)."""
     bridge: bool = False
-    """Passages come from two rounds, the second a bridge round (:class:`~kard_chain.retrievers.bridge.BridgeRetriever`)."""
+    """kard: every retrieval of the inputs' passages takes a second, bridge round (:mod:`kard_chain.retrievers.bridge`),
+    in training and, since it is saved with the student, in serving."""
+    passages_from: PassagesFrom = "rationale"
+    """kard: retrieve each input's passages with the rationale (the paper's), the question (as at inference), or mixed
+    (the rationale's best passage among the question's top k - 1, shuffled)."""
+    counterfactual: int = Field(default=0, ge=0)
+    """kard: per multiple-choice pair, this many more with the gold option's text swapped for another option's in the
+    passages and rationale and the answer relabelled, so that reading beats recalling (0: the paper's data)."""
+    yes_no_counterfactual: bool = False
+    """kard: yes/no pairs get ``counterfactual`` copies too, where the question has a value slot (a word that other
+    training questions of its template ask instead, e.g. a colour) and the rationale states one: the stated value is
+    swapped so that one copy flips the answer (:func:`kard_chain.student.augment.yes_no_counterfactuals`)."""
+
+
+class StudentSettings(ReadingSettings):
+    """The training settings that serving must repeat."""
+
+    model_config = ConfigDict(extra="ignore", use_attribute_docstrings=True)
+
+    method: Method = "kard"
+    """kard (question + passages -> rationale + answer), rd (no passages) or ft (question -> answer)."""
     prompt: str = "default"
-    """Student prompt variant."""
+    """Student prompt variant (``prompts/student/{prompt}.toml``)."""
     prompts_dir: Path | None = None
-    """Folder of the user's student prompt files, if any."""
+    """Folder of your own student prompt files."""
     max_passage_tokens: int = Field(default=384, ge=1)
     """Token budget the passages share in the input."""
     max_source_tokens: int = Field(default=512, ge=8)
-    """Inputs are truncated to this many tokens, in training and in serving."""
+    """Inputs are truncated to this many tokens (serving truncates the same way)."""
 
 
 def read_student_settings(folder: str | Path) -> StudentSettings:

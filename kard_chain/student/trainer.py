@@ -45,13 +45,9 @@ def build_pairs(config: StudentTrainingConfig, tokenizer=None, show_progress: bo
 
     retriever = None
     if config.method == "kard":
-        from kard_chain.retrievers.bm25 import BM25Retriever
+        from kard_chain.student.reading import reading_retriever
 
-        retriever = BM25Retriever.load(config.index, k=config.k)
-        if config.bridge:
-            from kard_chain.retrievers.bridge import BridgeRetriever
-
-            retriever = BridgeRetriever(first=retriever, index=retriever, k=config.k)
+        retriever = reading_retriever(config, config.index)  # as load_kard_chain serves the student (bridge included)
     return student_pairs(
         config.method, load_dataset(config.dataset, config.data_dir, split=config.split), formatter_for(config, tokenizer),
         read_rationales(config.rationales) if config.rationales else None, reference=config.reference,
