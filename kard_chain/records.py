@@ -82,3 +82,14 @@ class Rationale(BaseModel):
     def kept(self) -> bool:
         """Whether the rationale passed the answer filter."""
         return self.dropped is None
+
+
+def passage_id(doc: Any, default: str | None = None) -> str | None:
+    """The one rule for a retrieved passage's id: a :class:`Passage`'s ``id``; a LangChain ``Document``'s
+    ``metadata["id"]`` (what kard's retrievers write), else its ``Document.id``, else ``default``."""
+    if isinstance(doc, Passage):
+        return doc.id
+    found = (getattr(doc, "metadata", None) or {}).get("id")
+    if found is None or found == "":
+        found = getattr(doc, "id", None)
+    return default if found is None or found == "" else str(found)

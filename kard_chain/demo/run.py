@@ -19,7 +19,8 @@ from typing import Any
 from langchain_core.runnables import Runnable
 
 from kard_chain.demo.world import World
-from kard_chain.recipe.stages import REFERENCE_TEACHER, reference_teacher as _reference_teacher
+from kard_chain.recipe.stages import REFERENCE_TEACHER
+from kard_chain.recipe.stages import reference_teacher as _reference_teacher
 from kard_chain.records import Example, Rationale
 
 __all__ = ["REFERENCE_TEACHER", "demo_overrides", "reference_teacher", "run_demo"]

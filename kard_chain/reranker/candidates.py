@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from kard_chain.jsonl_store import JsonlStore
 from kard_chain.manifest import Manifest, identity, prepare_output
 from kard_chain.progress import progress
+from kard_chain.records import passage_id
 from kard_chain.retrievers.bm25 import BM25Retriever
 from kard_chain.teacher.cache import RationalePair
 
@@ -73,9 +74,9 @@ def build_candidates(
             by_rationale = retriever.search([p.rationale for p in batch], k)
             by_question = retriever.search([p.question for p in batch], k)
             for pair, r_docs, q_docs in zip(batch, by_rationale, by_question):
-                r_ids = [d.metadata["id"] for d in r_docs]
+                r_ids = [passage_id(d) for d in r_docs]
                 seen = set(r_ids)
-                ids = r_ids + [i for i in (d.metadata["id"] for d in q_docs) if i not in seen]
+                ids = r_ids + [i for i in (passage_id(d) for d in q_docs) if i not in seen]
                 store.append(
                     CandidateSet(
                         id=pair.id, example_id=pair.example_id, question=pair.question, rationale=pair.rationale,

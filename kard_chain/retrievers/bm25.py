@@ -16,7 +16,7 @@ from pydantic import ConfigDict, Field
 from kard_chain.bm25.index import Backend, BM25Index, BM25Params, append_to_index, build_index
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.io import atomic_write_text
-from kard_chain.records import Passage
+from kard_chain.records import Passage, passage_id
 from kard_chain.retrievers.base import PerCallKRetriever
 
 RETRIEVER_FILE = "retriever.json"
@@ -77,9 +77,10 @@ class BM25Retriever(PerCallKRetriever):
 
     @classmethod
     def from_documents(cls, documents: Iterable[Document], **kwargs: Any) -> BM25Retriever:
-        """Index LangChain documents; the id is ``doc.id``, else ``metadata["id"]``, else the position."""
+        """Index LangChain documents; the id is ``metadata["id"]``, else ``doc.id``, else the position
+        (:func:`~kard_chain.records.passage_id`)."""
         documents = list(documents)
-        ids = [str(d.id or d.metadata.get("id", i)) for i, d in enumerate(documents)]
+        ids = [passage_id(d, str(i)) for i, d in enumerate(documents)]
         metadatas = [{k: v for k, v in d.metadata.items() if k != "id"} for d in documents]
         return cls.from_texts([d.page_content for d in documents], metadatas, ids, **kwargs)
 
@@ -118,10 +119,10 @@ class BM25Retriever(PerCallKRetriever):
         return self.add_passages(_passages(texts, metadatas, ids))
 
     def add_documents(self, documents: Iterable[Document]) -> list[str]:
-        """Add LangChain documents; the id is ``doc.id``, else ``metadata["id"]``, else the next position."""
+        """Add LangChain documents; the id is ``metadata["id"]``, else ``doc.id``, else the next position."""
         documents = list(documents)
         start = self.index.n_docs
-        ids = [str(d.id or d.metadata.get("id", start + i)) for i, d in enumerate(documents)]
+        ids = [passage_id(d, str(start + i)) for i, d in enumerate(documents)]
         metadatas = [{k: v for k, v in d.metadata.items() if k != "id"} for d in documents]
         return self.add_texts([d.page_content for d in documents], metadatas, ids)
 

@@ -19,6 +19,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, model_validator
 
+from kard_chain.records import passage_id
 from kard_chain.retrievers.base import PerCallKRetriever
 
 
@@ -61,4 +62,4 @@ class HybridRetriever(PerCallKRetriever):
 
 
 def _key(doc: Document) -> str:
-    return str(doc.metadata.get("id") or doc.id or doc.page_content)
+    return passage_id(doc, doc.page_content)

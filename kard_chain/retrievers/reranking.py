@@ -20,6 +20,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from kard_chain.records import passage_id
 from kard_chain.retrievers.base import PerCallKRetriever
 
 
@@ -39,7 +40,7 @@ class KardRerankerCompressor(BaseDocumentCompressor):
         """The reranker's score of each document for ``query``."""
         if not documents:
             return []
-        ids = [d.metadata.get("id", d.id) for d in documents]
+        ids = [passage_id(d) for d in documents]
         if self.vectors is not None and all(i in self.vectors for i in ids):
             return self._stored_maxsim(query, ids)
         from kard_chain.reranker.model import reranker_text
@@ -100,7 +101,7 @@ def fuse(reranker: Sequence[float], first_stage: Sequence[float], weight: float)
 
 
 def _first_stage_scores(docs: Sequence[Document]) -> list[float]:
-    missing = [d.metadata.get("id", d.id) for d in docs if not isinstance(d.metadata.get("score"), (int, float))]
+    missing = [passage_id(d) for d in docs if not isinstance(d.metadata.get("score"), (int, float))]
     if missing:
         raise ValueError(f"first_stage_weight needs the first stage's metadata['score']; passages {missing[:3]} have none")
     return [float(d.metadata["score"]) for d in docs]

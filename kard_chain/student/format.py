@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from kard_chain.answers import render_target
 from kard_chain.errors import KardDataError
 from kard_chain.prompt_files import prompts_root, read_prompt
-from kard_chain.records import Passage
+from kard_chain.records import Passage, passage_id
 
 _TARGET_KEYS = ("target", "answer_only", "choice")
 
@@ -86,8 +86,7 @@ def as_passage(doc: Any) -> Passage:
     """A :class:`Passage` from a Passage or a LangChain ``Document`` (id and title from metadata)."""
     if isinstance(doc, Passage):
         return doc
-    meta = doc.metadata or {}
-    return Passage(id=str(meta.get("id", doc.id or "")) or "?", title=meta.get("title", ""), text=doc.page_content)
+    return Passage(id=passage_id(doc, "?"), title=(doc.metadata or {}).get("title", ""), text=doc.page_content)
 
 
 def passage_key(doc: Any) -> tuple[str, str]:

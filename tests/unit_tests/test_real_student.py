@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from kard_chain.metrics import wilson_interval  # noqa: E402
+from kard_chain.metrics import wilson_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 ANIMALS = ["otter", "heron", "badger", "gecko", "walrus", "lynx", "mole", "stork", "tapir", "wombat", "koala", "bison"]
@@ -46,9 +46,8 @@ def write_strategyqa(folder: Path) -> None:
 
 
 def run_recipe(task: str, data: Path, out: Path) -> dict:
-    from tests.unit_tests.test_recipe import cpu_overrides
-
     from kard_chain.cli import main as kard
+    from tests.unit_tests.test_recipe import cpu_overrides
 
     overrides = [f"out={out}", f"dataset.data_dir={data}", *cpu_overrides(task), "dataset.test_limit=4", "students.reading.k=3"]
     if task == "strategyqa":

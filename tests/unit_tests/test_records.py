@@ -33,3 +33,24 @@ def test_answer_text():
 def test_unknown_fields_are_rejected():
     with pytest.raises(ValidationError):
         Passage(id="p", text="t", body="oops")
+
+
+def test_one_rule_reads_a_passage_id_everywhere():
+    from langchain_core.documents import Document
+
+    from kard_chain.records import Passage, passage_id
+    from kard_chain.retrievers.bm25 import BM25Retriever
+    from kard_chain.retrievers.hybrid import HybridRetriever
+    from kard_chain.student.format import as_passage
+
+    both = Document(page_content="goats give milk", id="doc-id", metadata={"id": "meta-id"})
+    only_doc = Document(page_content="sheep give wool", id="doc-only")
+    neither = Document(page_content="cows give milk")
+    assert [passage_id(both), passage_id(only_doc), passage_id(neither, "7")] == ["meta-id", "doc-only", "7"]
+    assert passage_id(Passage(id="p1", title="", text="x")) == "p1" and passage_id(neither) is None
+    # the retriever's index, the student's formatter and the fusion all read the same ids
+    retriever = BM25Retriever.from_documents([both, only_doc, neither], k=3)
+    assert sorted(d.metadata["id"] for d in retriever.invoke("give milk wool")) == ["2", "doc-only", "meta-id"]
+    assert as_passage(both).id == "meta-id" and as_passage(neither).id == "?"
+    fused = HybridRetriever(retrievers=[retriever, retriever], k=3).invoke("milk")
+    assert len({d.metadata["id"] for d in fused}) == len(fused)  # one passage per id, however many retrievers found it
