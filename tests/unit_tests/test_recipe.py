@@ -201,3 +201,31 @@ def test_real_data_recipes_run_on_cpu_with_their_override_set(tmp_path, task):
         assert results["dataset"]["passages"] == 9251
     else:  # OpenBookQA's oracle reads the question's own fact1
         assert all(r["passage_ids"] == [f"{r['id']}-gold"] for r in records)
+
+
+def test_a_run_killed_in_a_stage_resumes_it_and_reuses_the_finished_ones(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    import kard_chain.student.trainer as trainer
+    from kard_chain.recipe import run_recipe
+
+    recipe = load_recipe(RECIPES / "demo-tiny.toml", [f"out={json.dumps(str(tmp_path))}", 'students.methods=["ft"]',
+                                                      "reranker.enabled=false", "evaluation.serve=[]", "evaluation.editing=false",
+                                                      "knowledge.chroma=false", "students.max_steps=6", "evaluation.n=1"])
+    real = trainer.train_student
+
+    def killed(config, **kwargs):  # trains, then dies before the stage is marked done
+        real(config, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train_student", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, show_progress=False, log=lambda line: None)
+    assert not (tmp_path / "run.json").exists() and len(list(tmp_path.glob("stages/student-ft-*/done.json"))) == 0
+    weights = next(tmp_path.glob("stages/student-ft-*/run/final/model.safetensors")).read_bytes()
+    monkeypatch.setattr(trainer, "train_student", real)
+    lines: list[str] = []
+    results = run_recipe(recipe, show_progress=False, log=lines.append)
+    assert {s: v["action"] for s, v in results["stages"].items()} == {
+        "data": "reused", "index": "reused", "student-init": "reused", "student-ft": "resumed", "eval-ft": "ran"}
+    assert next(tmp_path.glob("stages/student-ft-*/run/final/model.safetensors")).read_bytes() == weights  # nothing retrained
+    assert results["student"]["training"]["ft"]["step"] == 6 and results["methods"]["FT"]["total"] == 24
