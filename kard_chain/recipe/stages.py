@@ -65,6 +65,19 @@ def _demo_world(recipe: Recipe):
     return build_world(recipe.dataset.size, seed=recipe.seed)
 
 
+def test_source(recipe: Recipe) -> Path | None:
+    """Where the test split is read from: ``dataset.test_file``, else ``{test_split}.jsonl`` beside a jsonl training file,
+    else ``data_dir`` (a folder holding every split)."""
+    d = recipe.dataset
+    if d.name == "demo" or not d.test_split:
+        return None
+    if d.test_file is not None:
+        return d.test_file
+    if d.name == "jsonl" and Path(d.data_dir).is_file():
+        return Path(d.data_dir).with_name(f"{d.test_split}.jsonl")
+    return d.data_dir
+
+
 def run_data(ctx: Context, folder: Path) -> dict:
     """The training and test questions (and the demo's passages), as Example JSONL."""
     from kard_chain.datasets import load_dataset
@@ -80,10 +93,7 @@ def run_data(ctx: Context, folder: Path) -> dict:
         options = {"fields": d.fields} if d.name == "jsonl" and d.fields else {}
         train = load_dataset(d.name, d.data_dir, split=d.train_split, **options)
         if d.test_split:
-            test_path = d.test_file or d.data_dir
-            if d.name == "jsonl" and d.test_file is None and Path(d.data_dir).is_file():
-                test_path = Path(d.data_dir).with_name(f"{d.test_split}.jsonl")
-            test = load_dataset(d.name, test_path, split=d.test_split, **options)
+            test = load_dataset(d.name, test_source(ctx.recipe), split=d.test_split, **options)
         else:
             test = [e for e in train if is_held_out(f"test:{e.id}", d.test_fraction)]  # salted: the reranker trainer's
             train = [e for e in train if not is_held_out(f"test:{e.id}", d.test_fraction)]  # own hold-out stays non-empty
@@ -116,7 +126,7 @@ def corpus_files(recipe: Recipe) -> list[Path]:
     raise RecipeError(f"dataset {d.name!r} has no knowledge base of its own: give knowledge.corpus (files or folders)")
 
 
-def _corpus_format(recipe: Recipe, file: Path) -> str | None:
+def _corpus_format(recipe: Recipe) -> str | None:
     if recipe.knowledge.format:
         return recipe.knowledge.format
     if recipe.dataset.name == "obqa" and not recipe.knowledge.corpus:
@@ -134,7 +144,7 @@ def passages(ctx: Context):
         return
     k = ctx.recipe.knowledge
     for file in files:
-        yield from load_passages(file, _corpus_format(ctx.recipe, file), words=k.words, overlap=k.overlap)
+        yield from load_passages(file, _corpus_format(ctx.recipe), words=k.words, overlap=k.overlap)
 
 
 def run_index(ctx: Context, folder: Path) -> dict:
@@ -565,7 +575,7 @@ def build_stages(recipe: Recipe) -> list[Stage]:
     d, s = recipe.dataset, recipe.students
     demo = d.name == "demo"
     seed = {"seed": recipe.seed}
-    data_files = {"dataset.data_dir": d.data_dir, "dataset.test_file": d.test_file} if not demo else {}
+    data_files = {"dataset.data_dir": d.data_dir, "dataset.test_file": test_source(recipe)} if not demo else {}
     stages = [Stage("data", {**section(recipe, "dataset"), **(seed if demo else {})}, [], run_data,
                     {k: v for k, v in data_files.items() if v is not None})]
     corpus = corpus_files(recipe)

@@ -229,3 +229,17 @@ def test_a_run_killed_in_a_stage_resumes_it_and_reuses_the_finished_ones(tmp_pat
         "data": "reused", "index": "reused", "student-init": "reused", "student-ft": "resumed", "eval-ft": "ran"}
     assert next(tmp_path.glob("stages/student-ft-*/run/final/model.safetensors")).read_bytes() == weights  # nothing retrained
     assert results["student"]["training"]["ft"]["step"] == 6 and results["methods"]["FT"]["total"] == 24
+
+
+def test_editing_an_input_file_reruns_the_stages_that_read_it(tmp_path):
+    write_own_data(tmp_path / "mine")
+    overrides = own_data_overrides(tmp_path, "http://127.0.0.1:9/v1")
+    recipe = load_recipe(RECIPES / "own-data.toml", overrides)
+    before = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
+    test = tmp_path / "mine" / "test.jsonl"
+    test.write_text(test.read_text().replace('"label": "A"', '"label": "B"'))  # a corrected gold answer, same ids
+    after = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
+    assert {n for n in before if before[n] != after[n]} == {n for n in before if n not in ("index",)}  # all that reads data
+    (tmp_path / "mine" / "docs" / "otter.txt").write_text("The otter eats seeds.")
+    again = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
+    assert again["index"] != after["index"] and again["data"] == after["data"]
