@@ -19,6 +19,9 @@ RECIPES = ROOT / "recipes"
 ANIMALS = ["otter", "heron", "badger", "gecko", "walrus", "lynx", "mole", "stork", "tapir", "wombat", "koala", "bison",
            "camel", "panda", "raven", "trout"]
 FOODS = ["fish", "insects", "roots", "seeds"]
+CHEAP = ['students.methods=["ft"]', "reranker.enabled=false", "evaluation.serve=[]", "evaluation.editing=false",
+         "knowledge.chroma=false", "evaluation.n=1"]
+"""The demo's tiny recipe cut to one quick student (for tests of the runner itself)."""
 
 
 def cpu_overrides(recipe: str) -> list[str]:
@@ -208,9 +211,7 @@ def test_a_run_killed_in_a_stage_resumes_it_and_reuses_the_finished_ones(tmp_pat
     import kard_chain.student.trainer as trainer
     from kard_chain.recipe import run_recipe
 
-    recipe = load_recipe(RECIPES / "demo-tiny.toml", [f"out={json.dumps(str(tmp_path))}", 'students.methods=["ft"]',
-                                                      "reranker.enabled=false", "evaluation.serve=[]", "evaluation.editing=false",
-                                                      "knowledge.chroma=false", "students.max_steps=6", "evaluation.n=1"])
+    recipe = load_recipe(RECIPES / "demo-tiny.toml", [f"out={json.dumps(str(tmp_path))}", *CHEAP, "students.max_steps=6"])
     real = trainer.train_student
 
     def killed(config, **kwargs):  # trains, then dies before the stage is marked done
@@ -243,3 +244,24 @@ def test_editing_an_input_file_reruns_the_stages_that_read_it(tmp_path):
     (tmp_path / "mine" / "docs" / "otter.txt").write_text("The otter eats seeds.")
     again = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
     assert again["index"] != after["index"] and again["data"] == after["data"]
+
+
+
+def test_variants_share_their_common_stages_and_compare_in_one_table(tmp_path, capsys):
+    pytest.importorskip("torch")
+    table = tmp_path / "compare.md"
+    args = ["run", str(RECIPES / "demo-tiny.toml"), f"out={tmp_path / 'runs'}", *CHEAP, "--variant", "students.max_steps=2",
+            "--variant", "students.max_steps=4", "--compare", str(table), "--quiet"]
+    assert kard(args) == 0
+    printed = capsys.readouterr().out
+    runs = {steps: json.loads((tmp_path / "runs" / f"students.max_steps={steps}" / "results.json").read_text()) for steps in (2, 4)}
+    assert [r["student"]["training"]["ft"]["step"] for r in runs.values()] == [2, 4]
+    stages = tmp_path / "runs" / "stages"
+    assert len(list(stages.glob("data-*"))) == 1 and len(list(stages.glob("student-init-*"))) == 1  # computed once
+    assert len(list(stages.glob("student-ft-*"))) == 2 and len(list(stages.glob("eval-ft-*"))) == 2
+    assert runs[4]["stages"]["data"]["action"] == "reused" and runs[4]["stages"]["student-ft"]["action"] == "ran"
+    header = "| method | demo-tiny students.max_steps=2 | demo-tiny students.max_steps=4 |"
+    assert header in printed and header in table.read_text()
+    row = next(line for line in table.read_text().splitlines() if line.startswith("| FT |"))
+    for r in runs.values():
+        assert f"{r['methods']['FT']['accuracy']:.3f}" in row
