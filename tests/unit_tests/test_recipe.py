@@ -208,8 +208,8 @@ def test_real_data_recipes_run_on_cpu_with_their_override_set(tmp_path, task):
 
 def test_a_run_killed_in_a_stage_resumes_it_and_reuses_the_finished_ones(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    import kard_chain.student.trainer as trainer
     from kard_chain.recipe import run_recipe
+    from kard_chain.student import trainer
 
     recipe = load_recipe(RECIPES / "demo-tiny.toml", [f"out={json.dumps(str(tmp_path))}", *CHEAP, "students.max_steps=6"])
     real = trainer.train_student
