@@ -31,6 +31,23 @@ from kard_chain.records import Passage
 from kard_chain.reranker.codec import ResidualCodec, default_centroids
 
 
+VECTOR_FILES = {"meta.json", "ids.json", "offsets.npy"}
+"""Files every passage-vector folder holds (plain or compressed)."""
+
+
+def check_replaceable(path: str | Path, overwrite: bool) -> None:
+    """Before any work: ``path`` is absent, empty, or (with ``overwrite``) a passage-vector folder; anything else, a
+    user's folder above all, is never replaced."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return
+    if not path.is_dir() or not VECTOR_FILES <= {p.name for p in path.iterdir()}:
+        raise KardDataError("exists and is not a passage-vector folder; choose another output (overwrite replaces only "
+                            "passage vectors)", path=path)
+    if not overwrite:
+        raise FileExistsError(f"{path} holds passage vectors already; pass overwrite=True (--overwrite) to replace them")
+
+
 class PassageVectors:
     """Token embeddings of passages by id."""
 
@@ -70,6 +87,7 @@ class PassageVectors:
                  overwrite: bool = False, show_progress: bool = True) -> PassageVectors:
         """A compressed copy in ``path`` (see :mod:`kard_chain.reranker.codec`): the codec is fitted on a sample
         of the tokens, then every token is encoded in chunks, straight into memory-mapped files."""
+        check_replaceable(path, overwrite)
         if self.compressed is not None:
             raise ValueError("these vectors are compressed already")
         total = len(self.vectors)
@@ -107,6 +125,7 @@ class PassageVectors:
 
         if reranker.config.scoring != "late_interaction":
             raise ValueError("passage vectors need a late-interaction reranker")
+        check_replaceable(path, overwrite)
         ids: list[str] = []
         chunks: list[np.ndarray] = []
         lengths: list[int] = []

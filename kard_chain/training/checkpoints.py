@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from kard_chain.io import atomic_write_text
 from kard_chain.manifest import (
+    MANIFEST,
     Manifest,
     ManifestMismatch,
     apply_output,
@@ -63,9 +64,28 @@ def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerato
     return checkpoints_in(out) if action in ("resume", "adopt", "into") else []
 
 
+RUN_FILES = ("final", "pairs.jsonl", "metrics.json", MANIFEST)
+"""What a training run writes into its folder besides ``checkpoint-*`` (and hidden temporary folders)."""
+
+
+def clear_run(out: Path) -> None:
+    """Remove what a training run wrote into ``out`` and nothing else: a folder it trained into keeps its other files."""
+    for entry in out.iterdir() if out.is_dir() else []:
+        name = entry.name
+        if name in RUN_FILES or (name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()) \
+                or name.startswith((".checkpoint-", ".final.")):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
 def _run_action(out: Path, manifest: Manifest, settings: dict, overwrite: bool) -> str:
     """What to do with a run folder (read-only): fresh, restart, resume, replace, adopt (made before manifests) or into."""
-    ours = Manifest.load(out, folder=True) is not None
+    found = Manifest.load(out, folder=True)
+    if found is not None and found.kind != manifest.kind:  # another artefact of kard's: never a training run's to take
+        raise ManifestMismatch(f"holds a {found.kind}, not a {manifest.kind}; choose another output folder", path=out)
+    ours = found is not None
     if ours and not checkpoints_in(out):
         return "restart"  # a run that failed before its first checkpoint: nothing worth keeping
     if not ours and checkpoints_in(out):  # made before manifests: its checkpoints name the config they were made with
@@ -88,7 +108,9 @@ def _apply_run_action(out: Path, manifest: Manifest, action: str) -> None:
     if action == "restart":
         (out / "pairs.jsonl").unlink(missing_ok=True)
         manifest_file(out, folder=True).unlink(missing_ok=True)
-    if action in ("adopt", "into", "restart"):
+    if action == "replace":  # the earlier run's files only: a folder it trained into keeps the rest
+        clear_run(out)
+    if action in ("adopt", "into", "restart", "replace"):
         manifest.save(out, folder=True)
     else:
         apply_output(out, manifest, action, folder=True)

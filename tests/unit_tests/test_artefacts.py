@@ -287,3 +287,47 @@ def test_missing_model_folders_are_one_line_errors(students, tmp_path):
     code, out = kard("ask", "--student", students / "a", "--index", students / "index", "--reranker", tmp_path / "no_reranker",
                      "-n", "1", "what?")
     assert code == 2 and "no_reranker" in out and "Traceback" not in out
+
+
+def test_issue27_case1_a_training_run_never_deletes_a_folder_it_did_not_make(students, tmp_path):
+    home = tmp_path / "H"
+    (home / "Documents").mkdir(parents=True)
+    (home / "Documents" / "cv.txt").write_text("mine")
+    (home / "notes.md").write_text("x")
+    common = ["train-student", "--method", "ft", "--model", students / "a", "--dataset", "jsonl", "--data-dir",
+              students / "train.jsonl", "--output-dir", home, "--batch-size", "4", "--overwrite-output-dir", "true"]
+    assert kard(*common, "--max-steps", "2")[0] == 0  # trains into the user's folder, as asked
+    assert kard(*common, "--max-steps", "3")[0] == 0  # another run replaces the first run's files, and only those
+    assert (home / "notes.md").read_text() == "x" and (home / "Documents" / "cv.txt").read_text() == "mine"
+    assert json.loads((home / "metrics.json").read_text())["step"] == 3 and (home / "final" / "model.safetensors").is_file()
+
+
+def test_issue27_case1_a_training_run_refuses_another_kind_of_kard_artefact(students, tmp_path):
+    index = students / "index"
+    before = snapshot(index)
+    for flags in ([], ["--overwrite-output-dir", "true"]):
+        code, msg = kard("train-student", "--method", "ft", "--model", students / "a", "--dataset", "jsonl", "--data-dir",
+                         students / "train.jsonl", "--output-dir", index, "--max-steps", "2", "--batch-size", "4", *flags)
+        assert code == 2 and "holds a bm25-index, not a student-run" in msg
+    assert snapshot(index) == before
+
+
+def test_issue27_case6_passage_vectors_never_replace_a_users_folder(tmp_path):
+    from kard_chain.reranker.vectors import PassageVectors, check_replaceable
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("x")
+    for overwrite in (False, True):
+        with pytest.raises(KardDataError, match="not a passage-vector folder"):
+            check_replaceable(mine, overwrite)
+    with pytest.raises(KardDataError, match="not a passage-vector folder"):  # compress checks before any work
+        PassageVectors(None, None, [], {}).compress(mine, overwrite=True)
+    assert (mine / "notes.md").read_text() == "x"
+    vectors = tmp_path / "vectors"
+    vectors.mkdir()
+    for name in ("meta.json", "ids.json", "offsets.npy"):
+        (vectors / name).write_text("{}")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        check_replaceable(vectors, overwrite=False)
+    check_replaceable(vectors, overwrite=True)  # kard's own vectors may be replaced
