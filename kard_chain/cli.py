@@ -198,6 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.first_stage_weight is None:
         args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
+                "data": identity(args.data_dir),  # a corrected data file (other gold answers) starts over, not resumes
                 **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "bridge", "n", "temperature",
                                                        "max_new_tokens", "dataset", "split")}}
     summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,

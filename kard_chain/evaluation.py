@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from kard_chain.jsonl_store import JsonlStore
-from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.manifest import Manifest, output_lock, prepare_output
 from kard_chain.metrics import wilson_interval
 from kard_chain.progress import progress
 from kard_chain.records import Example
@@ -68,20 +68,21 @@ def evaluate_chain(
     others is refused instead of reporting the earlier run's answers (``overwrite`` starts over)."""
     if not examples:
         raise ValueError("no examples to evaluate")
-    if settings is not None:
-        prepare_output(out, Manifest("evaluation", settings), folder=False, overwrite=overwrite)
-    with JsonlStore.open(out, EvaluationRecord) as store:
-        todo = [e for e in examples if e.id not in store]
-        bar = progress(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)
-        for lo in range(0, len(todo), batch_size):
-            batch = todo[lo : lo + batch_size]
-            for e, r in zip(batch, chain.batch(batch)):
-                store.append(EvaluationRecord(
-                    id=e.id, question=e.question, gold=e.answer, answer=r["answer"], votes=r["votes"],
-                    passage_ids=[p["id"] for p in r["passages"]], passage_texts=[p["text"] for p in r["passages"]],
-                    correct=r["answer"] is not None and r["answer"] == e.answer, rationales=[x["text"] for x in r["rationales"]],
-                ))
-            bar.update(len(batch))
-        bar.close()
-        done = [store.records[e.id] for e in examples if e.id in store.records]
-    return EvaluationSummary(correct=sum(r.correct for r in done), total=len(done))
+    with output_lock(out):  # taken before the manifest is read: a second writer (--overwrite too) is refused
+        if settings is not None:
+            prepare_output(out, Manifest("evaluation", settings), folder=False, overwrite=overwrite)
+        with JsonlStore.open(out, EvaluationRecord) as store:
+            todo = [e for e in examples if e.id not in store]
+            bar = progress(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)
+            for lo in range(0, len(todo), batch_size):
+                batch = todo[lo : lo + batch_size]
+                for e, r in zip(batch, chain.batch(batch)):
+                    store.append(EvaluationRecord(
+                        id=e.id, question=e.question, gold=e.answer, answer=r["answer"], votes=r["votes"],
+                        passage_ids=[p["id"] for p in r["passages"]], passage_texts=[p["text"] for p in r["passages"]],
+                        correct=r["answer"] is not None and r["answer"] == e.answer, rationales=[x["text"] for x in r["rationales"]],
+                    ))
+                bar.update(len(batch))
+            bar.close()
+            done = [store.records[e.id] for e in examples if e.id in store.records]
+        return EvaluationSummary(correct=sum(r.correct for r in done), total=len(done))

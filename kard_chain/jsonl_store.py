@@ -10,15 +10,15 @@ finished ids and skips them.
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from kard_chain.errors import KardDataError
+from kard_chain.manifest import output_lock
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -31,22 +31,20 @@ class JsonlStore(Generic[R]):
         self.record_type = record_type
         self.records: dict[str, R] = {}
         self._fd: int | None = None
+        self._lock: Any = None
 
     @classmethod
     def open(cls, path: str | Path, record_type: type[R]) -> JsonlStore[R]:
         """Take the file's lock, read the finished records (cutting a torn last line) and open for appending."""
         store = cls(path, record_type)
         store.path.parent.mkdir(parents=True, exist_ok=True)
-        store._fd = os.open(store.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:  # one writer at a time: a second process would pay for (and append) every record again
-            fcntl.flock(store._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        store._lock = output_lock(store.path)  # one writer at a time: a second would pay for (and append) every record again
+        store._lock.__enter__()
+        try:
+            store._fd = os.open(store.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             store.records = read_records(store.path, record_type, repair=True)
-        except BaseException as e:
-            os.close(store._fd)
-            store._fd = None
-            if isinstance(e, BlockingIOError):
-                raise KardDataError("another process is writing this file (the same command running twice?); wait for it "
-                                    "to finish or choose another output", path=store.path) from None
+        except BaseException:
+            store.close()
             raise
         return store
 
@@ -70,11 +68,14 @@ class JsonlStore(Generic[R]):
         self.records[record_id] = record
 
     def close(self) -> None:
-        """Flush to disk and close the file."""
+        """Flush to disk, close the file and release the writer lock."""
         if self._fd is not None:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
 
     def __enter__(self) -> JsonlStore[R]:
         return self

@@ -18,9 +18,13 @@ kind of artefact, or the working directory or one of its parents.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +134,62 @@ def _empty(path: Path, folder: bool) -> bool:
     return not path.exists() or (path.is_file() and path.stat().st_size == 0)
 
 
+_HELD: dict[Path, tuple[int, int]] = {}
+"""Lock files this process holds: resolved path -> (file descriptor, depth)."""
+
+
+def lock_file(artefact: str | Path) -> Path:
+    """The lock beside an artefact (``.{name}.lock``): it outlives replacing the artefact, so a writer's lock holds."""
+    artefact = Path(artefact)
+    return artefact.parent / f".{artefact.name}.lock"
+
+
+@contextmanager
+def output_lock(artefact: str | Path) -> Iterator[None]:
+    """Hold the artefact's writer lock (re-entrant within a process): taken before its manifest is read, kept until
+    the last record is written, so a second writer, ``--overwrite`` included, is refused instead of mixing or unlinking
+    the first one's work."""
+    lock = lock_file(artefact)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    key = lock.resolve()
+    if key in _HELD:
+        fd, depth = _HELD[key]
+        _HELD[key] = (fd, depth + 1)
+    else:
+        _HELD[key] = (_acquire(lock, Path(artefact)), 1)
+    try:
+        yield
+    finally:
+        fd, depth = _HELD[key]
+        if depth > 1:
+            _HELD[key] = (fd, depth - 1)
+        else:
+            del _HELD[key]
+            lock.unlink(missing_ok=True)  # removed while still held: nothing is left beside the artefact
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _acquire(lock: Path, artefact: Path) -> int:
+    """Lock ``lock`` (created if absent), refusing at once if another process holds it. A lock file removed by its
+    holder between our open and our lock is not the lock any more: checked by inode, and taken anew."""
+    for _ in range(5):
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise KardDataError("another process is writing this output (the same command running twice?); wait for it to "
+                                "finish or choose another output", path=artefact) from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # we locked a file its holder had just removed: try the current one
+    raise KardDataError("could not take the output's lock (it keeps changing); try again", path=artefact)
+
+
 def check_output(artefact: str | Path, manifest: Manifest, *, folder: bool, overwrite: bool = False,
                  option: str = "--overwrite") -> str:
     """What a run may do with ``artefact`` (a ``folder``, or a file), without touching it: ``"fresh"`` (nothing
@@ -175,8 +235,9 @@ def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, ov
                    option: str = "--overwrite") -> bool:
     """Check ``artefact`` against ``manifest`` before any work and act on it; returns whether there is earlier
     work to resume. ``write=False`` leaves the manifest to an artefact built elsewhere and moved into place."""
-    action = check_output(artefact, manifest, folder=folder, overwrite=overwrite, option=option)
-    return apply_output(artefact, manifest, action, folder=folder, write=write)
+    with output_lock(artefact):  # hold it around the whole write too (``with output_lock(out): prepare_output(...); ...``)
+        action = check_output(artefact, manifest, folder=folder, overwrite=overwrite, option=option)
+        return apply_output(artefact, manifest, action, folder=folder, write=write)
 
 
 def remove_artefact(artefact: Path, folder: bool) -> None:

@@ -54,7 +54,7 @@ from kard_chain.bm25.segments import NpyAppender, SegmentSpill, budget_sizes
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
-from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.manifest import Manifest, output_lock, prepare_output
 from kard_chain.progress import progress
 from kard_chain.records import Passage
 
@@ -342,11 +342,12 @@ def _merge_segments(spill: SegmentSpill, n_terms: int, doc_lengths: np.ndarray, 
 def _index_folder(path: str | Path, params: BM25Params, tokenizer: BM25Tokenizer, overwrite: bool) -> Iterator[Path]:
     """A temporary folder that becomes the index at ``path`` when the block ends well; never replaces what is not an index."""
     manifest = index_manifest(params, tokenizer)
-    _adopt_legacy_index(Path(path))
-    prepare_output(path, manifest, folder=True, overwrite=overwrite, write=False)
-    with atomic_directory(path, overwrite=overwrite) as tmp:
-        manifest.save(tmp, folder=True)
-        yield tmp
+    with output_lock(path):  # a second build into the same folder is refused, never left to delete the first's work
+        _adopt_legacy_index(Path(path))
+        prepare_output(path, manifest, folder=True, overwrite=overwrite, write=False)
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            manifest.save(tmp, folder=True)
+            yield tmp
 
 
 def index_manifest(params: BM25Params, tokenizer: BM25Tokenizer) -> Manifest:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from kard_chain.jsonl_store import JsonlStore
-from kard_chain.manifest import Manifest, identity, prepare_output
+from kard_chain.jsonl_store import JsonlStore, read_records
+from kard_chain.manifest import Manifest, ManifestMismatch, identity, output_lock, prepare_output, remove_artefact
 from kard_chain.progress import progress
 from kard_chain.records import passage_id
 from kard_chain.retrievers.bm25 import BM25Retriever
@@ -47,6 +47,23 @@ class CandidateSet(BaseModel):
         return max(range(len(self.passage_ids)), key=self.rationale_scores.__getitem__)
 
 
+def _drop_stale(path: Path, pairs: Sequence[RationalePair], manifest: Manifest, overwrite: bool) -> None:
+    """A store whose sets were built from other rationales or questions (another teacher cache under the same ids) is
+    refused, or removed with ``overwrite``: resuming it would train the reranker on stale targets."""
+    old = Manifest.load(path, folder=False)
+    if old is None or old.kind != manifest.kind or not path.is_file():
+        return  # nothing of ours to compare (prepare_output refuses what is not ours)
+    stored = read_records(path, CandidateSet)
+    stale = [p.id for p in pairs if p.id in stored and (stored[p.id].rationale, stored[p.id].question) != (p.rationale, p.question)]
+    if not stale:
+        return
+    if not overwrite:
+        raise ManifestMismatch(f"{len(stale)} of its candidate sets were built from other rationales or questions (e.g. "
+                               f"{stale[0]}): the rationales file changed. Choose another output, or pass --overwrite to "
+                               "start over", path=path)
+    remove_artefact(path, folder=False)
+
+
 def build_candidates(
     pairs: Sequence[RationalePair],
     retriever: BM25Retriever,
@@ -65,25 +82,27 @@ def build_candidates(
         raise ValueError("no (question, rationale) pairs: do the rationales match the dataset's example ids?")
     index = getattr(retriever.index, "path", None)
     manifest = Manifest("reranker-candidates", {"k": k, "index": identity(index) if index else "in memory"})
-    prepare_output(path, manifest, folder=False, overwrite=overwrite)
-    with JsonlStore.open(path, CandidateSet) as store:
-        todo = [p for p in pairs if p.id not in store]
-        bar = progress(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)
-        for lo in range(0, len(todo), batch_size):
-            batch = todo[lo : lo + batch_size]
-            by_rationale = retriever.search([p.rationale for p in batch], k)
-            by_question = retriever.search([p.question for p in batch], k)
-            for pair, r_docs, q_docs in zip(batch, by_rationale, by_question):
-                r_ids = [passage_id(d) for d in r_docs]
-                seen = set(r_ids)
-                ids = r_ids + [i for i in (passage_id(d) for d in q_docs) if i not in seen]
-                store.append(
-                    CandidateSet(
-                        id=pair.id, example_id=pair.example_id, question=pair.question, rationale=pair.rationale,
-                        passage_ids=ids, rationale_scores=retriever.score(pair.rationale, ids),
-                        from_rationale=[i < len(r_ids) for i in range(len(ids))],
+    with output_lock(path):  # before the manifest: a second writer, --overwrite too, is refused
+        _drop_stale(Path(path), pairs, manifest, overwrite)
+        prepare_output(path, manifest, folder=False, overwrite=overwrite)
+        with JsonlStore.open(path, CandidateSet) as store:
+            todo = [p for p in pairs if p.id not in store]
+            bar = progress(total=len(todo), desc="candidates", unit=" pairs", disable=not show_progress)
+            for lo in range(0, len(todo), batch_size):
+                batch = todo[lo : lo + batch_size]
+                by_rationale = retriever.search([p.rationale for p in batch], k)
+                by_question = retriever.search([p.question for p in batch], k)
+                for pair, r_docs, q_docs in zip(batch, by_rationale, by_question):
+                    r_ids = [passage_id(d) for d in r_docs]
+                    seen = set(r_ids)
+                    ids = r_ids + [i for i in (passage_id(d) for d in q_docs) if i not in seen]
+                    store.append(
+                        CandidateSet(
+                            id=pair.id, example_id=pair.example_id, question=pair.question, rationale=pair.rationale,
+                            passage_ids=ids, rationale_scores=retriever.score(pair.rationale, ids),
+                            from_rationale=[i < len(r_ids) for i in range(len(ids))],
+                        )
                     )
-                )
-            bar.update(len(batch))
-        bar.close()
-        return dict(store.records)
+                bar.update(len(batch))
+            bar.close()
+            return dict(store.records)

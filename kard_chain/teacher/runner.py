@@ -15,6 +15,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable
 
-from kard_chain.manifest import Manifest, prepare_output
+from kard_chain.manifest import Manifest, output_lock, prepare_output
 from kard_chain.progress import progress
 from kard_chain.records import Example, Rationale
 from kard_chain.teacher.cache import RationaleCache, TeacherRecord
@@ -293,9 +294,18 @@ async def teach_variants(chat_model: Any, chain: Runnable, examples: Sequence[Ex
     ``manifests`` (one per variant) are checked against each cache before any request: a cache
     made with other settings is refused, or started over with ``overwrite``.
     """
-    for variant, path in paths.items():
-        if manifests:
-            prepare_output(path, manifests[variant], folder=False, overwrite=overwrite)
+    with ExitStack() as locks:  # every cache's lock before its manifest: a second writer (--overwrite too) is refused
+        for path in paths.values():
+            locks.enter_context(output_lock(path))
+        for variant, path in paths.items():
+            if manifests:
+                prepare_output(path, manifests[variant], folder=False, overwrite=overwrite)
+        return await _teach_each(chat_model, chain, examples, paths, log, **options)
+
+
+async def _teach_each(chat_model: Any, chain: Runnable, examples: Sequence[Example], paths: dict[str, Path], log,
+                      **options: Any) -> dict[str, TeachSummary]:
+    """:func:`teach` into each variant's cache (their locks held); closes the model's HTTP client at the end."""
     summaries = {}
     try:
         for variant, path in paths.items():

@@ -145,6 +145,33 @@ def test_case5_a_run_with_failed_examples_exits_non_zero_and_names_a_refused_con
     assert code == 1 and "3 example(s) failed" in out and "connection_refused" in out and "running?" in out
 
 
+def test_issue27_cases2_3_a_second_writer_is_refused_before_it_touches_the_manifest_even_with_overwrite(tmp_path):
+    import time
+
+    data = tmp_path / "q.jsonl"
+    data.write_text("".join(json.dumps({"id": f"e{i}", "question": f"Is thing {i} real?", "answer": "yes"}) + "\n" for i in range(12)))
+    out = tmp_path / "c.jsonl"
+    with FakeOpenAIServer(latency=1.5) as server:  # slow (18 s in all): the first run is still writing when both others start
+        base = ["teach", "--dataset", "jsonl", "--data-dir", data, "--teacher", "openai:gpt-4o-mini", "--base-url", server.url,
+                "--out", out, "--concurrency", "1"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENAI_API_KEY": "sk-test-key", "OMP_NUM_THREADS": "1"}
+        first = subprocess.Popen([sys.executable, "-m", "kard_chain.cli", *map(str, base), "--n", "2"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while (not out.is_file() or not out.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        manifest = out.with_name(out.name + ".manifest.json").read_text()
+        for extra in ([], ["--overwrite"]):
+            code, msg = kard(*base, "--n", "3", "--limit", "2", *extra)
+            assert code == 2 and "another process is writing" in msg, msg
+            assert first.poll() is None  # refused by the lock, not by a finished run's manifest
+            assert out.with_name(out.name + ".manifest.json").read_text() == manifest  # the manifest untouched
+        assert first.wait(120) == 0, first.stdout.read()
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 12 and all(len(r["rationales"]) == 2 for r in records)  # the first run's work, whole
+    assert not (tmp_path / ".c.jsonl.lock").exists()
+
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -331,3 +358,23 @@ def test_issue27_case6_passage_vectors_never_replace_a_users_folder(tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         check_replaceable(vectors, overwrite=False)
     check_replaceable(vectors, overwrite=True)  # kard's own vectors may be replaced
+
+
+def test_issue27_case4_an_evaluation_knows_its_data_file(students, tmp_path):
+    data = tmp_path / "test.jsonl"
+    data.write_text((students / "test.jsonl").read_text())
+    out = tmp_path / "e.jsonl"
+    args = ["evaluate", "--student", students / "a", "--index", students / "index", "--dataset", "jsonl", "--data-dir", data,
+            "-n", "1", "--max-new-tokens", "2", "--out", out]
+    assert kard(*args)[0] == 0
+    before = snapshot(out)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    def corrected(answer):
+        return {"yes": "no", "no": "yes", "A": "B"}.get(answer, "A")
+
+    data.write_text("".join(json.dumps({**r, "answer": corrected(r["answer"])}) + "\n" for r in rows))
+    code, msg = kard(*args)  # the same ids, corrected gold answers: not resumed with the old gold
+    assert code == 2 and "data.sha256" in msg and snapshot(out) == before
+    code, msg = kard(*args, "--overwrite")
+    golds = {json.loads(line)["id"]: json.loads(line)["gold"] for line in out.read_text().splitlines()}
+    assert code == 0 and sorted(golds.values()) == sorted(corrected(r["answer"]) for r in rows)

@@ -60,3 +60,22 @@ def test_cli_builds_candidates(fixtures, tmp_path, capsys):
     assert main(args) == 2 and "--rationales" in capsys.readouterr().err
     assert main([*args, "--reference", "-k", "2"]) == 0
     assert "2 candidate sets for 2" in capsys.readouterr().out
+
+
+def test_candidates_from_other_rationales_under_the_same_ids_are_refused_then_replaced_with_overwrite(tmp_path):
+    import pytest
+
+    from kard_chain.manifest import ManifestMismatch
+
+    retriever = BM25Retriever.from_passages(PASSAGES)
+    exs = [Example(id=f"q{i}", question=q, reference_rationale=r) for i, (q, r) in enumerate(
+        [("Penguins?", "Penguins are birds."), ("Cheese?", "Cheese comes from milk.")])]
+    path = tmp_path / "c.jsonl"
+    build_candidates(rationale_pairs(exs, reference=True), retriever, path, show_progress=False)
+    before = path.read_bytes()
+    other = [e.model_copy(update={"reference_rationale": "Antarctica has ice."}) for e in exs]  # a second teacher cache
+    with pytest.raises(ManifestMismatch, match="2 of its candidate sets were built from other rationales"):
+        build_candidates(rationale_pairs(other, reference=True), retriever, path, show_progress=False)
+    assert path.read_bytes() == before
+    sets = build_candidates(rationale_pairs(other, reference=True), retriever, path, show_progress=False, overwrite=True)
+    assert {s.rationale for s in sets.values()} == {"Antarctica has ice."}
