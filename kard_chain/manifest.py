@@ -240,6 +240,23 @@ def prepare_output(artefact: str | Path, manifest: Manifest, *, folder: bool, ov
         return apply_output(artefact, manifest, action, folder=folder, write=write)
 
 
+def ours_to_compare(artefact: Path, kind: str) -> bool:
+    """Whether ``artefact`` is a file artefact of ``kind`` that kard made (so its records can be checked against their inputs)."""
+    old = Manifest.load(artefact, folder=False)
+    return old is not None and old.kind == kind and artefact.is_file()
+
+
+def replace_stale(artefact: Path, stale: list[str], overwrite: bool, why: str) -> None:
+    """Records of a file artefact of kard's (``stale``: their ids) that no longer match their inputs: refused, or the
+    artefact removed with ``overwrite`` so the run starts over; resuming would mix two inputs' work."""
+    if not stale:
+        return
+    if not overwrite:
+        raise ManifestMismatch(f"{len(stale)} of its records {why} (e.g. {stale[0]}). Choose another output, or pass "
+                               "--overwrite to start over", path=artefact)
+    remove_artefact(artefact, folder=False)
+
+
 def remove_artefact(artefact: Path, folder: bool) -> None:
     """Remove a kard artefact and its manifest (a folder whole, a file with its manifest)."""
     if folder:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from kard_chain.jsonl_store import JsonlStore, read_records
-from kard_chain.manifest import Manifest, ManifestMismatch, identity, output_lock, prepare_output, remove_artefact
+from kard_chain.manifest import Manifest, identity, ours_to_compare, output_lock, prepare_output, replace_stale
 from kard_chain.progress import progress
 from kard_chain.records import passage_id
 from kard_chain.retrievers.bm25 import BM25Retriever
@@ -50,18 +50,11 @@ class CandidateSet(BaseModel):
 def _drop_stale(path: Path, pairs: Sequence[RationalePair], manifest: Manifest, overwrite: bool) -> None:
     """A store whose sets were built from other rationales or questions (another teacher cache under the same ids) is
     refused, or removed with ``overwrite``: resuming it would train the reranker on stale targets."""
-    old = Manifest.load(path, folder=False)
-    if old is None or old.kind != manifest.kind or not path.is_file():
+    if not ours_to_compare(path, manifest.kind):
         return  # nothing of ours to compare (prepare_output refuses what is not ours)
     stored = read_records(path, CandidateSet)
     stale = [p.id for p in pairs if p.id in stored and (stored[p.id].rationale, stored[p.id].question) != (p.rationale, p.question)]
-    if not stale:
-        return
-    if not overwrite:
-        raise ManifestMismatch(f"{len(stale)} of its candidate sets were built from other rationales or questions (e.g. "
-                               f"{stale[0]}): the rationales file changed. Choose another output, or pass --overwrite to "
-                               "start over", path=path)
-    remove_artefact(path, folder=False)
+    replace_stale(path, stale, overwrite, "were built from other rationales or questions: the rationales file changed")
 
 
 def build_candidates(

@@ -14,7 +14,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +24,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable
 
-from kard_chain.manifest import Manifest, output_lock, prepare_output
+from kard_chain.manifest import Manifest, ours_to_compare, output_lock, prepare_output, replace_stale
 from kard_chain.progress import progress
 from kard_chain.records import Example, Rationale
-from kard_chain.teacher.cache import RationaleCache, TeacherRecord
+from kard_chain.teacher.cache import RationaleCache, TeacherRecord, read_rationales
 from kard_chain.teacher.rate_limit import RateLimiter
 
 # USD per million input / output tokens; pass prices explicitly for other models.
@@ -233,6 +233,14 @@ async def _run_workers(todo: list[Example], concurrency: int, work) -> None:
         raise
 
 
+REGILDED = "were explained for another gold answer than the dataset's now"
+
+
+def regilded(records: Mapping[str, TeacherRecord], examples: Sequence[Example]) -> list[str]:
+    """Ids of cached records whose rationales explain another answer than the example's gold one (a corrected dataset)."""
+    return [ex.id for ex in examples if ex.id in records and records[ex.id].gold not in (None, ex.answer)]
+
+
 async def teach(
     chain: Runnable[Example, list[Rationale]],
     examples: Sequence[Example],
@@ -259,6 +267,7 @@ async def teach(
     raises :class:`TeacherStopped` after the workers stop; finished records stay in the cache.
     """
     check_cache_config(cache, task, mode, prompt, model)
+    replace_stale(cache.path, regilded(cache.records, examples), overwrite=False, why=REGILDED)
     policy = RetryPolicy(limiter, requests_per_example, max_retries, backoff, max_backoff)
     summary = TeachSummary(examples=len(examples), price=price)
     todo = [ex for ex in examples if ex.id not in cache]
@@ -299,6 +308,8 @@ async def teach_variants(chat_model: Any, chain: Runnable, examples: Sequence[Ex
             locks.enter_context(output_lock(path))
         for variant, path in paths.items():
             if manifests:
+                if ours_to_compare(path, manifests[variant].kind):
+                    replace_stale(path, regilded(read_rationales(path), examples), overwrite, REGILDED)
                 prepare_output(path, manifests[variant], folder=False, overwrite=overwrite)
         return await _teach_each(chat_model, chain, examples, paths, log, **options)
 

@@ -378,3 +378,19 @@ def test_issue27_case4_an_evaluation_knows_its_data_file(students, tmp_path):
     code, msg = kard(*args, "--overwrite")
     golds = {json.loads(line)["id"]: json.loads(line)["gold"] for line in out.read_text().splitlines()}
     assert code == 0 and sorted(golds.values()) == sorted(corrected(r["answer"]) for r in rows)
+
+
+def test_issue27_case4_teacher_rationales_for_a_corrected_gold_answer_are_not_reused(teacher_data, tmp_path):
+    out = tmp_path / "c.jsonl"
+    with FakeOpenAIServer() as server:
+        base = ["teach", "--dataset", "jsonl", "--data-dir", teacher_data, "--teacher", "openai:gpt-4o-mini", "--base-url",
+                server.url, "--out", out, "--n", "2"]
+        assert kard(*base)[0] == 0
+        before = snapshot(out)
+        teacher_data.write_text(teacher_data.read_text().replace('"e1", "question": "Is thing 1 real?", "answer": "yes"',
+                                                                 '"e1", "question": "Is thing 1 real?", "answer": "no"'))
+        code, msg = kard(*base)
+        assert code == 2 and "1 of its records were explained for another gold answer" in msg and snapshot(out) == before
+        code, msg = kard(*base, "--overwrite")
+    records = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert code == 0 and records["e1"]["gold"] == "no" and all(r["answer"] == "no" for r in records["e1"]["rationales"])
