@@ -74,7 +74,7 @@ def test_candidates_from_other_rationales_under_the_same_ids_are_refused_then_re
     build_candidates(rationale_pairs(exs, reference=True), retriever, path, show_progress=False)
     before = path.read_bytes()
     other = [e.model_copy(update={"reference_rationale": "Antarctica has ice."}) for e in exs]  # a second teacher cache
-    with pytest.raises(ManifestMismatch, match="2 of its candidate sets were built from other rationales"):
+    with pytest.raises(ManifestMismatch, match="2 of its records were built from other rationales"):
         build_candidates(rationale_pairs(other, reference=True), retriever, path, show_progress=False)
     assert path.read_bytes() == before
     sets = build_candidates(rationale_pairs(other, reference=True), retriever, path, show_progress=False, overwrite=True)
