@@ -197,12 +197,13 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
                    desc="train reranker", show_progress=show_progress)
     first, last = run.loss_window(config.log_every)
     task.metrics.update(first_loss=first, last_loss=last, train_seconds=run.seconds)
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and (run.steps or not (out / "final").is_dir()):  # a rerun of a finished run changes nothing
         final = accelerator.unwrap_model(model)
         if config.lora_r:
             final.encoder = final.encoder.merge_and_unload()  # a plain encoder: loads without peft
         final.save_pretrained(out / "final")
-        write_metrics(out, task.metrics)
+    if accelerator.is_main_process:
+        task.metrics = write_metrics(out, task.metrics)  # a rerun of a finished run keeps the record of the run that trained
     accelerator.wait_for_everyone()
     return task.metrics
 

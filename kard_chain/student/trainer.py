@@ -194,7 +194,7 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
     run = run_loop(config, task, pairs, accelerator, model, optimizer, scheduler, start_step=start, total=total,
                    desc=f"train {config.method}", show_progress=show_progress)
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process and (run.steps or not (out / "final" / STUDENT_CONFIG).is_file()):  # a rerun changes nothing
         task.save_weights(out / "final")
         atomic_write_text(out / "final" / STUDENT_CONFIG, config.model_dump_json(indent=2))
     first, last = run.loss_window(config.log_every)
@@ -204,6 +204,6 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
         "target_tokens_per_s": task.target_tokens / run.seconds if run.seconds else None,
     }
     if accelerator.is_main_process:
-        write_metrics(out, metrics)
+        metrics = write_metrics(out, metrics)  # a rerun of a finished run keeps the record of the run that trained
     accelerator.print(f"trained {config.method} to step {run.step}: loss {first} -> {last}; student in {out / 'final'}")
     return metrics

@@ -50,11 +50,17 @@ def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerato
     """
     out = config.output_dir
     implied = getattr(config, "IMPLIED_BEFORE", {})  # recorded only where they differ from what older runs did
-    settings = {k: v for k, v in config.model_dump(mode="json").items()
-                if k not in RUN_FIELDS_THAT_MAY_CHANGE and not (k in implied and v == implied[k])}
+    settings = {k: v for k, v in config.model_dump(mode="json").items()  # inputs by their resolved identity below, not as typed
+                if k not in RUN_FIELDS_THAT_MAY_CHANGE and k not in inputs and not (k in implied and v == implied[k])}
     manifest = Manifest(kind, {**settings, "inputs": {name: identity(path) for name, path in inputs.items()}})
-    action = _run_action(out, manifest, settings, config.overwrite_output_dir)
     main = accelerator is None or accelerator.is_main_process
+    found = Manifest.load(out, folder=True)
+    if main and found is not None and found.kind == kind and set(inputs) & set(found.settings):
+        # runs before this release also recorded the inputs as typed; their resolved identities are compared below
+        Manifest(kind, {k: v for k, v in found.settings.items() if k not in inputs}).save(out, folder=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    action = _run_action(out, manifest, settings, config.overwrite_output_dir, set(inputs))
     if accelerator is not None:
         accelerator.wait_for_everyone()
     if main:
@@ -80,7 +86,7 @@ def clear_run(out: Path) -> None:
                 entry.unlink()
 
 
-def _run_action(out: Path, manifest: Manifest, settings: dict, overwrite: bool) -> str:
+def _run_action(out: Path, manifest: Manifest, settings: dict, overwrite: bool, inputs: set[str]) -> str:
     """What to do with a run folder (read-only): fresh, restart, resume, replace, adopt (made before manifests) or into."""
     found = Manifest.load(out, folder=True)
     if found is not None and found.kind != manifest.kind:  # another artefact of kard's: never a training run's to take
@@ -90,7 +96,7 @@ def _run_action(out: Path, manifest: Manifest, settings: dict, overwrite: bool) 
         return "restart"  # a run that failed before its first checkpoint: nothing worth keeping
     if not ours and checkpoints_in(out):  # made before manifests: its checkpoints name the config they were made with
         state = json.loads((checkpoints_in(out)[-1] / "trainer_state.json").read_text())
-        saved = {k: v for k, v in state.get("config", {}).items() if k not in RUN_FIELDS_THAT_MAY_CHANGE}
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in RUN_FIELDS_THAT_MAY_CHANGE and k not in inputs}
         changed = differences(saved, Manifest(manifest.kind, settings).as_json()["settings"])
         if changed and not overwrite:
             raise ManifestMismatch("holds checkpoints of another training run; it differs in " + "; ".join(changed)
@@ -146,6 +152,11 @@ def load_training_state(ckpt: Path, optimizer, scheduler) -> dict:
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 
-def write_metrics(out: Path, metrics: dict) -> None:
-    """``out/metrics.json``, written atomically."""
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
+def write_metrics(out: Path, metrics: dict) -> dict:
+    """``out/metrics.json``, written atomically; returns what it holds. A rerun of a finished run (no step taken) keeps
+    the record of the run that trained (a rerun that does nothing changes nothing)."""
+    file = out / "metrics.json"
+    if not metrics.get("steps") and file.is_file():
+        return json.loads(file.read_text())
+    atomic_write_text(file, json.dumps(metrics, indent=2))
+    return metrics

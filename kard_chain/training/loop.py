@@ -200,5 +200,6 @@ def run_loop(config: TrainingConfig, task: TrainingTask, items: list, accelerato
         task.end_of_epoch(epoch, result.step)
     progress.close()
     result.seconds = time.perf_counter() - started
-    checkpoint()
+    if result.steps:  # a resumed run that had nothing left to train writes nothing
+        checkpoint()
     return result

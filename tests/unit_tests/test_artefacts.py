@@ -394,3 +394,17 @@ def test_issue27_case4_teacher_rationales_for_a_corrected_gold_answer_are_not_re
         code, msg = kard(*base, "--overwrite")
     records = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
     assert code == 0 and records["e1"]["gold"] == "no" and all(r["answer"] == "no" for r in records["e1"]["rationales"])
+
+
+def test_issue27_a_finished_training_rerun_changes_nothing_and_an_input_spelled_differently_resumes(students, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.jsonl").write_text((students / "train.jsonl").read_text())
+    common = ["train-student", "--method", "ft", "--model", students / "a", "--dataset", "jsonl", "--output-dir", "run",
+              "--max-steps", "2", "--batch-size", "4"]
+    assert kard(*common, "--data-dir", "data/train.jsonl", cwd=tmp_path)[0] == 0
+    before = snapshot(tmp_path / "run")
+    code, msg = kard(*common, "--data-dir", tmp_path / "data" / ".." / "data" / "train.jsonl", cwd=tmp_path)
+    assert code == 0, msg
+    assert snapshot(tmp_path / "run") == before  # metrics.json still the training run's, the weights untouched
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
