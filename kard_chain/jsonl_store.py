@@ -21,6 +21,8 @@ from kard_chain.errors import KardDataError
 from kard_chain.manifest import output_lock
 
 R = TypeVar("R", bound=BaseModel)
+_OPEN: set[Path] = set()
+"""Stores open for appending in this process."""
 
 
 class JsonlStore(Generic[R]):
@@ -39,7 +41,13 @@ class JsonlStore(Generic[R]):
         store = cls(path, record_type)
         store.path.parent.mkdir(parents=True, exist_ok=True)
         store._lock = output_lock(store.path)  # one writer at a time: a second would pay for (and append) every record again
-        store._lock.__enter__()
+        store._lock.__enter__()  # re-entrant within a process (the caller may hold it around its manifest), so:
+        if store.path.resolve() in _OPEN:  # one open store per file in this process too
+            lock, store._lock = store._lock, None
+            lock.__exit__(None, None, None)
+            raise KardDataError("another process is writing this output (or another writer in this one); wait for it to "
+                                "finish or choose another output", path=store.path)
+        _OPEN.add(store.path.resolve())
         try:
             store._fd = os.open(store.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             store.records = read_records(store.path, record_type, repair=True)
@@ -74,6 +82,7 @@ class JsonlStore(Generic[R]):
             os.close(self._fd)
             self._fd = None
         if self._lock is not None:
+            _OPEN.discard(self.path.resolve())
             lock, self._lock = self._lock, None
             lock.__exit__(None, None, None)
 
