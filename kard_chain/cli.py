@@ -15,13 +15,15 @@ from pathlib import Path
 from kard_chain.errors import KardDataError
 
 
-def _bounded(kind: type, low: float, strict: bool = False):
-    """An argparse type: a number of ``kind`` at least ``low`` (above it when ``strict``), finite."""
+def _bounded(kind: type, low: float, strict: bool = False, high: float | None = None):
+    """An argparse type: a number of ``kind`` at least ``low`` (above it when ``strict``), at most ``high``, finite."""
 
     def parse(text: str):
         value = kind(text)
         if value != value or value in (float("inf"), float("-inf")) or value < low or (strict and value == low):
             raise argparse.ArgumentTypeError(f"{text} is not {'above' if strict else 'at least'} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is above {high:g}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its message
@@ -83,7 +85,11 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from kard_chain.knowledge import load_passages
     from kard_chain.retrievers.bm25 import BM25Retriever
 
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="kard-quickstart-")) / "index"
+    if not args.out:  # nothing left behind in the temporary folder
+        with tempfile.TemporaryDirectory(prefix="kard-quickstart-") as tmp:
+            args.out = str(Path(tmp) / "index")
+            return cmd_quickstart(args)
+    out = Path(args.out)
     print(f"Indexing the bundled sample knowledge base into {out}")
     BM25Retriever.build(load_passages(_sample_file("passages.jsonl")), out, k=args.k, overwrite=True)
     retriever = BM25Retriever.load(out, k=args.k)
@@ -189,26 +195,34 @@ def _student_chain(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch
+
     from kard_chain.datasets import load_dataset
     from kard_chain.evaluation import evaluate_chain
     from kard_chain.manifest import identity
     from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
 
     examples = load_dataset(args.dataset, args.data_dir, split=args.split)[: args.limit]
-    if args.first_stage_weight is None:
+    chain = _student_chain(args)  # checks the flags before the default weight is filled in
+    if args.first_stage_weight is None and args.reranker:
         args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
+    torch.manual_seed(args.seed)  # the same samples on a rerun
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
                 "data": identity(args.data_dir),  # a corrected data file (other gold answers) starts over, not resumes
                 **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "bridge", "n", "temperature",
-                                                       "max_new_tokens", "dataset", "split")}}
-    summary = evaluate_chain(_student_chain(args), examples, args.out, batch_size=args.batch_size, settings=settings,
+                                                       "max_new_tokens", "dataset", "split", "seed")}}
+    summary = evaluate_chain(chain, examples, args.out, batch_size=args.batch_size, settings=settings,
                              overwrite=args.overwrite)
     print(f"{args.dataset} {args.split}: {summary.format()}; per-example records in {args.out}")
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    result = _student_chain(args).invoke(args.question)
+    import torch
+
+    chain = _student_chain(args)
+    torch.manual_seed(args.seed)
+    result = chain.invoke(args.question)
     if "draft" in result:
         print(f"  draft: {result['draft']}")
     for rank, p in enumerate(result["passages"], 1):
@@ -287,7 +301,8 @@ def _add_student_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help="longest rationale sampled, in tokens")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="questions per generate call")
     p.add_argument("--method", choices=["kard", "rd", "ft"],
-                   help="for a folder without kard_student.json (a checkpoint, a plain model): how it was trained (with -k)")
+                   help="for a folder without kard_student.json (a checkpoint, a plain model): how it was trained (kard: with -k)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling: a rerun gives the same answers")
 
 
 def _add_start_commands(sub) -> None:
@@ -350,7 +365,7 @@ def _add_knowledge_commands(sub) -> None:
     p.add_argument("--b", type=NON_NEGATIVE, default=0.75, help="BM25 length normalisation (0: none, 1: full)")
     p.add_argument("--epsilon", type=NON_NEGATIVE, default=0.25, help="okapi idf floor, times the mean idf")
     p.add_argument("--no-title", action="store_true", help="index passage text only")
-    p.add_argument("--memory-gib", type=POSITIVE, default=2.0,
+    p.add_argument("--memory-gib", type=_bounded(float, 0.01, high=65536), default=2.0,
                    help="bm25: working memory of the build, any corpus size (passage ids come on top, about 100 bytes each)")
     p.add_argument("--words", type=POSITIVE_INT, default=100, help="text corpora: words per passage")
     p.add_argument("--overlap", type=NON_NEGATIVE_INT, default=20, help="text corpora: words shared by neighbouring passages")

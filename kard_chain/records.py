@@ -35,6 +35,8 @@ class Example(BaseModel):
 
     @model_validator(mode="after")
     def _answer_is_an_option(self) -> Example:
+        if not self.question.strip():
+            raise ValueError("the question is blank")
         if self.options is not None and self.answer is not None and self.answer not in self.options:
             raise ValueError(f"answer {self.answer!r} is not one of the options {sorted(self.options)}")
         return self

@@ -108,9 +108,16 @@ def load_kard_chain(
     try:
         settings = read_student_settings(folder)
     except KardDataError:
-        if overrides.get("method") is None or overrides.get("k") is None:
+        method = overrides.get("method")
+        if method is None or (method == "kard" and overrides.get("k") is None):  # k means nothing without passages
             raise
         settings = StudentSettings()
+    else:
+        if overrides.get("method") not in (None, settings.method):
+            raise KardDataError(f"this student was trained as {settings.method!r} (kard_student.json): method "
+                                f"{overrides['method']!r} is only for folders without saved settings", path=folder)
+    if reranker is None and overrides.get("first_stage_weight") is not None:
+        raise ValueError("first_stage_weight weighs BM25 beside a reranker: give a reranker too, or leave it out")
     chosen = {key: overrides[key] for key in ("method", "k") if overrides.get(key) is not None}
     settings = StudentSettings.model_validate({**settings.model_dump(), **chosen})
     llm = load_student_llm(folder, settings, **overrides) if isinstance(student, (str, Path)) else student

@@ -410,3 +410,25 @@ def test_issue27_a_finished_training_rerun_changes_nothing_and_an_input_spelled_
     assert code == 0, msg
     assert snapshot(tmp_path / "run") == before  # metrics.json still the training run's, the weights untouched
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 2
+
+
+def test_issue27_serving_flags_that_mean_nothing_are_refused_and_sampling_is_seeded(students, tmp_path):
+    ask = ["ask", "--student", students / "a", "--index", students / "index", "-n", "2", "--max-new-tokens", "3"]
+    code, msg = kard(*ask, "--method", "ft", "what?")
+    assert code == 2 and "trained as 'kard'" in msg
+    code, msg = kard(*ask, "--first-stage-weight", "0.5", "what?")
+    assert code == 2 and "give a reranker" in msg
+    code, msg = kard("ask", "--student", students / "bare", "--method", "ft", "-n", "1", "--max-new-tokens", "2", "what?")
+    assert code == 0, msg  # an ft checkpoint needs no -k
+    runs = [kard(*ask, "--seed", "3", "what does the otter eat?")[1] for _ in range(2)]
+    assert runs[0] == runs[1] and "answer:" in runs[0]
+
+
+def test_issue27_quickstart_leaves_nothing_behind_and_memory_is_bounded(tmp_path):
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("kard-quickstart-*"))
+    assert kard("quickstart")[0] == 0
+    assert set(Path(tempfile.gettempdir()).glob("kard-quickstart-*")) == before
+    code, msg = kard("index", "--corpus", tmp_path, "--out", tmp_path / "i", "--memory-gib", "1e30")
+    assert code == 2 and "is above" in msg and "Traceback" not in msg

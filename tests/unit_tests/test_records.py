@@ -54,3 +54,23 @@ def test_one_rule_reads_a_passage_id_everywhere():
     assert as_passage(both).id == "meta-id" and as_passage(neither).id == "?"
     fused = HybridRetriever(retrievers=[retriever, retriever], k=3).invoke("milk")
     assert len({d.metadata["id"] for d in fused}) == len(fused)  # one passage per id, however many retrievers found it
+
+
+def test_a_blank_question_a_non_string_query_and_k_0_are_clear_errors():
+    import pytest
+    from pydantic import ValidationError
+
+    from kard_chain.records import Example
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    with pytest.raises(ValidationError, match="the question is blank"):
+        Example(id="q", question="   \n")
+    retriever = BM25Retriever.from_texts(["goats give milk", "sheep give wool"], k=1)
+    for bad, error, words in ((None, TypeError, "query string, got NoneType"), (123, TypeError, "got int"),
+                              ("  ", ValueError, "empty")):
+        with pytest.raises(error, match=words):
+            retriever.invoke(bad)
+    for k in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="k must be a positive int"):
+            retriever.invoke("milk", k=k)
+    assert [d.page_content for d in retriever.invoke("milk", k=1)] == ["goats give milk"]
