@@ -67,6 +67,15 @@ def _umask() -> int:
     return mask
 
 
+def share_like_other_files(folder: str | Path) -> None:
+    """Give every file below ``folder`` the umask's permissions: safetensors writes its files private (0600), so a
+    teammate could not load a shared student or reranker."""
+    mode = 0o666 & ~_umask()
+    for file in Path(folder).rglob("*"):
+        if file.is_file() and not file.is_symlink() and file.stat().st_mode & 0o777 != mode:
+            os.chmod(file, mode)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)

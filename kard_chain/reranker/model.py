@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 
+from kard_chain.io import share_like_other_files
+
 Scoring = Literal["late_interaction", "cross_encoder"]
 
 
@@ -151,6 +153,7 @@ class KardReranker(nn.Module):
         self.tokenizer.save_pretrained(path / "encoder")
         save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, path / "head.safetensors")
         (path / "reranker.json").write_text(self.config.model_dump_json(indent=2))
+        share_like_other_files(path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu") -> KardReranker:

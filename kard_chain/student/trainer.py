@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 
 from kard_chain.answers import ANSWER_PHRASE
-from kard_chain.io import atomic_write_text
+from kard_chain.io import atomic_write_text, share_like_other_files
 from kard_chain.student.config import StudentTrainingConfig
 from kard_chain.student.pairs import StudentPair
 from kard_chain.student.settings import STUDENT_CONFIG
@@ -197,6 +197,7 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
     if accelerator.is_main_process and (run.steps or not (out / "final" / STUDENT_CONFIG).is_file()):  # a rerun changes nothing
         task.save_weights(out / "final")
         atomic_write_text(out / "final" / STUDENT_CONFIG, config.model_dump_json(indent=2))
+        share_like_other_files(out / "final")
     first, last = run.loss_window(config.log_every)
     metrics = {
         "steps": run.steps, "train_seconds": run.seconds, "target_tokens": task.target_tokens, "step": run.step,

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kard_chain.io import atomic_write_text
+from kard_chain.io import atomic_write_text, share_like_other_files
 from kard_chain.manifest import (
     MANIFEST,
     Manifest,
@@ -131,6 +131,7 @@ def save_checkpoint(out: Path, step: int, save_weights: Callable[[Path], None], 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_weights(tmp)
+    share_like_other_files(tmp)
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state()}
     torch.save(state, tmp / "optimizer.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": config.model_dump(mode="json")}))

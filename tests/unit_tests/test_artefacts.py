@@ -404,7 +404,13 @@ def test_issue27_a_finished_training_rerun_changes_nothing_and_an_input_spelled_
     (tmp_path / "data" / "train.jsonl").write_text((students / "train.jsonl").read_text())
     common = ["train-student", "--method", "ft", "--model", students / "a", "--dataset", "jsonl", "--output-dir", "run",
               "--max-steps", "2", "--batch-size", "4"]
-    assert kard(*common, "--data-dir", "data/train.jsonl", cwd=tmp_path)[0] == 0
+    old = os.umask(0o022)
+    try:
+        assert kard(*common, "--data-dir", "data/train.jsonl", cwd=tmp_path)[0] == 0
+    finally:
+        os.umask(old)
+    modes = {str(f.relative_to(tmp_path)): oct(f.stat().st_mode & 0o777) for f in (tmp_path / "run").rglob("*") if f.is_file()}
+    assert set(modes.values()) == {"0o644"}, modes  # weights too: a teammate can load a shared student
     before = snapshot(tmp_path / "run")
     code, msg = kard(*common, "--data-dir", tmp_path / "data" / ".." / "data" / "train.jsonl", cwd=tmp_path)
     assert code == 0, msg
