@@ -241,6 +241,10 @@ def regilded(records: Mapping[str, TeacherRecord], examples: Sequence[Example]) 
     return [ex.id for ex in examples if ex.id in records and records[ex.id].gold not in (None, ex.answer)]
 
 
+GIVE_UP_AFTER = 3
+"""Examples that fail, with every retry, before a run whose every request has failed the same way stops."""
+
+
 async def teach(
     chain: Runnable[Example, list[Rationale]],
     examples: Sequence[Example],
@@ -277,6 +281,11 @@ async def teach(
 
     async def work(ex: Example) -> None:
         answered = await _ask(chain, ex, prompt, policy, summary)
+        if (answered is None and summary.done == 0 and GIVE_UP_AFTER <= summary.failed < len(todo)
+                and len(summary.errors) == 1):
+            kind = next(iter(summary.errors))  # not a flaky request: the server fails every call the same way
+            raise TeacherStopped(f"the first {summary.failed} examples all failed ({kind}) after {max_retries} retries each, "
+                                 "and none succeeded: the teacher's server is failing every request; fix it and rerun")
         if answered is not None:
             rationales, counter = answered
             record = TeacherRecord(id=ex.id, task=task, mode=mode, prompt=prompt, model=model, rationales=rationales,

@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +135,25 @@ def test_compare_prompt_variants(dataset, tmp_path, capsys):
     assert header.split() == ["default", "terse"]
     assert "answer agreement" in printed and "mean kept length (words)" in printed
     assert len(records(tmp_path / "cmp.default.jsonl")) == len(records(tmp_path / "cmp.terse.jsonl")) == 10
+
+
+def test_a_teacher_that_fails_every_call_the_same_way_stops_early():
+    import asyncio
+
+    from langchain_openai import ChatOpenAI
+
+    from kard_chain.records import Example
+    from kard_chain.teacher.cache import RationaleCache
+    from kard_chain.teacher.chain import build_teacher_chain
+    from kard_chain.teacher.runner import GIVE_UP_AFTER, TeacherStopped, teach
+    from kard_chain.testing.openai_server import FakeOpenAIServer
+
+    examples = [Example(id=f"e{i}", question=f"Is thing {i} real?", answer="yes") for i in range(40)]
+    with FakeOpenAIServer(status=500) as server, tempfile.TemporaryDirectory() as tmp:
+        model = ChatOpenAI(model="fake", base_url=server.url, api_key="x", max_retries=0)
+        chain = build_teacher_chain(model, "generic", n=1)
+        with RationaleCache.open(Path(tmp) / "c.jsonl") as cache, pytest.raises(TeacherStopped, match="failing every request"):
+            asyncio.run(teach(chain, examples, cache, task="generic", mode="rationalize", model="fake", concurrency=1,
+                              max_retries=1, backoff=0.0, show_progress=False))
+        asked = server.counts["500"]
+    assert asked == GIVE_UP_AFTER * 2  # stopped after three examples (two tries each), not forty
