@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from kard_chain.errors import KardDataError
 from kard_chain.jsonl_store import JsonlStore
 from kard_chain.manifest import Manifest, output_lock, prepare_output
 from kard_chain.metrics import wilson_interval
@@ -68,6 +69,8 @@ def evaluate_chain(
     others is refused instead of reporting the earlier run's answers (``overwrite`` starts over)."""
     if not examples:
         raise ValueError("no examples to evaluate")
+    if Path(out).is_dir():
+        raise KardDataError("is a folder: the evaluation's output is one JSONL file (e.g. eval.jsonl)", path=out)
     with output_lock(out):  # taken before the manifest is read: a second writer (--overwrite too) is refused
         if settings is not None:
             prepare_output(out, Manifest("evaluation", settings), folder=False, overwrite=overwrite)

@@ -67,6 +67,15 @@ def _umask() -> int:
     return mask
 
 
+def is_local_path(spec: str) -> bool:
+    """Whether a model spec names a local folder (``./m``, ``/abs/m``, ``~/m``, ``a/b/c``, or one that exists) rather
+    than a hub name (``google/flan-t5-base``)."""
+    import re
+
+    return (spec.startswith((".", "/", "~")) or Path(spec).expanduser().exists()
+            or ("/" in spec and not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec)))
+
+
 def share_like_other_files(folder: str | Path) -> None:
     """Give every file below ``folder`` the umask's permissions: safetensors writes its files private (0600), so a
     teammate could not load a shared student or reranker."""

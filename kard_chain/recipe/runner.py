@@ -18,21 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kard_chain.io import atomic_write_text
+from kard_chain.io import atomic_write_text, is_local_path
 from kard_chain.recipe.config import Recipe
 from kard_chain.recipe.graph import Context, execute, format_plan, locked, plan, write_run_file
 from kard_chain.recipe.loading import RecipeError
 from kard_chain.recipe.report import markdown, results, summary_screen, write_chart
 from kard_chain.recipe.stages import build_stages, teacher_task
-
-HUB_NAME = r"^[A-Za-z0-9][\w.-]*/[\w.-]+$"
-
-
-def _is_path(spec: str) -> bool:
-    """A model spec meant as a folder (not a hub name like ``google/flan-t5-base``)."""
-    import re
-
-    return spec.startswith((".", "/", "~")) or Path(spec).exists() or not re.match(HUB_NAME, spec) and "/" in spec
 
 
 def check_paths(recipe: Recipe) -> None:
@@ -41,7 +32,7 @@ def check_paths(recipe: Recipe) -> None:
                                      "teacher.prompts_dir": recipe.teacher.prompts_dir}
     paths.update({f"knowledge.corpus[{i}]": p for i, p in enumerate(recipe.knowledge.corpus)})
     for key, spec in (("students.model", recipe.students.model), ("reranker.encoder", recipe.reranker.encoder)):
-        if spec not in ("scratch-t5", "scratch-decoder", "smollm2", "auto", "scratch") and _is_path(spec):
+        if spec not in ("scratch-t5", "scratch-decoder", "smollm2", "auto", "scratch") and is_local_path(spec):
             paths[key] = Path(spec).expanduser()
     if recipe.teacher.model.startswith("hf:"):
         paths["teacher.model"] = Path(recipe.teacher.model[3:]).expanduser()

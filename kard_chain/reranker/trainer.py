@@ -19,6 +19,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from kard_chain.errors import KardDataError
+from kard_chain.io import is_local_path
 from kard_chain.jsonl_store import read_records
 from kard_chain.metrics import hits
 from kard_chain.reranker.candidates import CandidateSet
@@ -173,6 +175,8 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     from kard_chain.bm25.index import BM25Index
     from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
 
+    if is_local_path(config.encoder) and not Path(config.encoder).expanduser().exists():  # before any work
+        raise KardDataError("encoder folder not found", path=config.encoder)
     accelerator = make_accelerator(config.grad_accum, config.mixed_precision, cpu_bf16=True)
     out = config.output_dir
     inputs = {"encoder": config.encoder, "candidates": config.candidates, "index": config.index}

@@ -30,7 +30,6 @@ from kard_chain.progress import progress
 from kard_chain.records import Passage
 from kard_chain.reranker.codec import ResidualCodec, default_centroids
 
-
 VECTOR_FILES = {"meta.json", "ids.json", "offsets.npy"}
 """Files every passage-vector folder holds (plain or compressed)."""
 

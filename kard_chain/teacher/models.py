@@ -40,8 +40,12 @@ def load_teacher(
     if kind == "hf" and name:
         from pathlib import Path
 
+        from kard_chain.errors import KardDataError
+        from kard_chain.io import is_local_path
         from kard_chain.teacher.huggingface import HuggingFaceChatModel
 
+        if is_local_path(name) and not Path(name).expanduser().exists():
+            raise KardDataError("teacher model folder (or .gguf file) not found", path=name)
         if name.endswith(".gguf"):  # hf:path/to/model.gguf loads the GGUF file from its folder
             name, gguf_file = str(Path(name).parent), Path(name).name
         return HuggingFaceChatModel.from_pretrained(name, gguf_file=gguf_file, temperature=temperature, max_new_tokens=max_tokens)

@@ -32,10 +32,16 @@ RUN_FIELDS_THAT_MAY_CHANGE = ("output_dir", "overwrite_output_dir", "save_every"
 """Config fields a resumed run may change: they do not change what the run trains."""
 
 
+CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt")
+"""What every complete checkpoint holds besides its weights."""
+
+
 def checkpoints_in(out: Path) -> list[Path]:
-    """The complete checkpoints in ``out``, oldest first (a save cut short is a hidden temporary folder)."""
+    """The complete checkpoints in ``out``, oldest first (a save cut short is a hidden temporary folder; one torn by
+    hand, missing its state or any weights, is passed over, so a run resumes from the last whole one)."""
     found = [p for p in out.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()] if out.is_dir() else []
-    return sorted(found, key=lambda p: int(p.name.split("-", 1)[1]))
+    whole = [p for p in found if all((p / f).is_file() for f in CHECKPOINT_FILES) and any(p.rglob("*.safetensors"))]
+    return sorted(whole, key=lambda p: int(p.name.split("-", 1)[1]))
 
 
 def prepare_run(config: BaseModel, kind: str, inputs: dict[str, Any], accelerator=None) -> list[Path]:

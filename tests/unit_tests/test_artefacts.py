@@ -438,3 +438,24 @@ def test_issue27_quickstart_leaves_nothing_behind_and_memory_is_bounded(tmp_path
     assert set(Path(tempfile.gettempdir()).glob("kard-quickstart-*")) == before
     code, msg = kard("index", "--corpus", tmp_path, "--out", tmp_path / "i", "--memory-gib", "1e30")
     assert code == 2 and "is above" in msg and "Traceback" not in msg
+
+
+def test_issue27_missing_model_folders_a_folder_as_evaluation_output_and_a_torn_checkpoint(students, tmp_path):
+    from kard_chain.training.checkpoints import checkpoints_in
+
+    code, msg = kard("teach", "--dataset", "jsonl", "--data-dir", students / "train.jsonl", "--teacher", "hf:./no/such/model",
+                     "--out", tmp_path / "c.jsonl")
+    assert code == 2 and "teacher model folder (or .gguf file) not found" in msg and "Repo id" not in msg
+    code, msg = kard("train-reranker", "--encoder", "./no/such/encoder", "--candidates", tmp_path / "c.jsonl",
+                     "--index", students / "index", "--output-dir", tmp_path / "r")
+    assert code == 2 and "encoder folder not found" in msg and "Repo id" not in msg
+    (tmp_path / "e").mkdir()
+    code, msg = kard("evaluate", "--student", students / "a", "--index", students / "index", "--dataset", "jsonl",
+                     "--data-dir", students / "test.jsonl", "--out", tmp_path / "e")
+    assert code == 2 and "is a folder" in msg
+    run = tmp_path / "run"
+    for step, files in ((2, ("trainer_state.json", "optimizer.pt", "model.safetensors")), (4, ("model.safetensors",))):
+        (run / f"checkpoint-{step}").mkdir(parents=True)
+        for name in files:
+            (run / f"checkpoint-{step}" / name).write_text("x")
+    assert checkpoints_in(run) == [run / "checkpoint-2"]  # the torn step-4 folder is passed over
