@@ -38,9 +38,9 @@ CHECKPOINT_FILES = ("trainer_state.json", "optimizer.pt")
 
 def checkpoints_in(out: Path) -> list[Path]:
     """The complete checkpoints in ``out``, oldest first (a save cut short is a hidden temporary folder; one torn by
-    hand, missing its state or any weights, is passed over, so a run resumes from the last whole one)."""
+    hand, missing its trainer state or optimiser, is passed over, so a run resumes from the last whole one)."""
     found = [p for p in out.glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()] if out.is_dir() else []
-    whole = [p for p in found if all((p / f).is_file() for f in CHECKPOINT_FILES) and any(p.rglob("*.safetensors"))]
+    whole = [p for p in found if all((p / f).is_file() for f in CHECKPOINT_FILES)]
     return sorted(whole, key=lambda p: int(p.name.split("-", 1)[1]))
 
 

@@ -454,7 +454,7 @@ def test_issue27_missing_model_folders_a_folder_as_evaluation_output_and_a_torn_
                      "--data-dir", students / "test.jsonl", "--out", tmp_path / "e")
     assert code == 2 and "is a folder" in msg
     run = tmp_path / "run"
-    for step, files in ((2, ("trainer_state.json", "optimizer.pt", "model.safetensors")), (4, ("model.safetensors",))):
+    for step, files in ((2, ("trainer_state.json", "optimizer.pt", "model.safetensors")), (4, ("model.safetensors", "optimizer.pt"))):
         (run / f"checkpoint-{step}").mkdir(parents=True)
         for name in files:
             (run / f"checkpoint-{step}" / name).write_text("x")

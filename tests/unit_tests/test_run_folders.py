@@ -18,6 +18,8 @@ def test_a_run_from_before_passages_from_and_counterfactual_existed_resumes_at_t
         manifest["settings"].pop(field, None)
     (out / MANIFEST).write_text(json.dumps(manifest))
     (out / "checkpoint-2").mkdir()
+    for name in ("trainer_state.json", "optimizer.pt"):  # a whole checkpoint (a torn one is passed over)
+        (out / "checkpoint-2" / name).write_text("{}")
     assert prepare_run(config, "student-run", {}) == [out / "checkpoint-2"]  # resumes
     other = config.model_copy(update={"passages_from": "question"})
     with pytest.raises(ManifestMismatch, match=r'passages_from: null -> "question"'):
