@@ -509,6 +509,15 @@ def main(argv: list[str] | None = None) -> int:
     except (KardDataError, ValueError, OSError) as e:  # bad input or usage (a missing file, folder or model): one line
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a diverged loss: the trainer names the step, nothing of it was saved
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if type(e).__module__.startswith("safetensors") or type(e).__name__ == "SafetensorError":  # a full disk mid-save
+            print(f"error: writing weights failed ({e}); is the disk full? The last whole checkpoint is kept, and a rerun "
+                  "resumes from it", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -459,3 +459,10 @@ def test_issue27_missing_model_folders_a_folder_as_evaluation_output_and_a_torn_
         for name in files:
             (run / f"checkpoint-{step}" / name).write_text("x")
     assert checkpoints_in(run) == [run / "checkpoint-2"]  # the torn step-4 folder is passed over
+
+
+def test_issue27_a_diverging_loss_is_one_sentence_not_a_traceback(students, tmp_path):
+    code, msg = kard("train-student", "--method", "ft", "--model", students / "a", "--dataset", "jsonl", "--data-dir",
+                     students / "train.jsonl", "--output-dir", tmp_path / "run", "--max-steps", "4", "--batch-size", "4",
+                     "--learning-rate", "1e30")
+    assert code == 1 and "the loss became" in msg and "Traceback" not in msg
