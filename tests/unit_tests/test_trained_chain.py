@@ -146,7 +146,7 @@ def test_load_kard_chain_serves_with_the_settings_the_student_was_trained_with(s
         (tmp / "kard" / "kard_student.json").write_text(json.dumps(settings))
 
     rd = load_kard_chain(tmp / "rd", n=1, max_new_tokens=4).invoke(test[0])
-    assert rd["passages"] == [] and rd["answer"] is None or isinstance(rd["answer"], str)
+    assert rd["passages"] == [] and (rd["answer"] is None or isinstance(rd["answer"], str))
 
 
 def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
@@ -167,6 +167,61 @@ def test_load_kard_chain_reranks_when_given_a_reranker(student_folders):
         out = load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, candidates=5, first_stage_weight=weight,
                               n=1, max_new_tokens=2).invoke(test[0])
         assert [p["id"] for p in out["passages"]] == expected, weight
+
+
+def test_the_reranker_the_bridge_and_the_default_weight_are_wired_into_the_served_chain(student_folders):
+    """What load_kard_chain builds, not only what it returns: the reranker stays round 1 under a bridge round, the
+    default first-stage weight (0.2) and the candidates reach the reranking retriever."""
+    from kard_chain import load_kard_chain
+    from kard_chain.retrievers.reranking import RerankingRetriever
+    from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
+    from tests.unit_tests.tiny_models import tiny_reranker
+
+    tmp, test = student_folders
+    reranker = tiny_reranker("late_interaction", sorted({w for e in test for w in e.question.split()}))
+
+    def retriever(chain):
+        return next(step.step.bound for step in chain.steps if getattr(step, "key", None) == "docs")
+
+    bridged = retriever(load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, candidates=7, bridge=True, n=1))
+    assert isinstance(bridged, BridgeRetriever) and isinstance(bridged.first, RerankingRetriever)
+    assert bridged.first.first_stage_weight == FIRST_STAGE_WEIGHT == 0.2 and bridged.first.candidates == 7
+    assert bridged.index is bridged.first.base_retriever  # the bridge queries the index the first stage opened
+    weighted = retriever(load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, first_stage_weight=0.0, n=1))
+    assert isinstance(weighted, RerankingRetriever) and weighted.first_stage_weight == 0.0 and weighted.k == 2
+
+
+def test_train_student_reads_through_the_students_own_retriever_and_weighs_its_answer(student_folders, monkeypatch):
+    """The settings a student records are the ones its training used: the bridge round in its pairs' retriever and the
+    answer weight in its collator."""
+    import kard_chain.student.pairs as pairs_module
+    import kard_chain.student.trainer as trainer
+    from kard_chain.student.config import StudentTrainingConfig
+
+    tmp, _ = student_folders
+    seen = {}
+    real_pairs, real_collator = pairs_module.student_pairs, trainer.Collator
+
+    def spy_pairs(*args, **kwargs):
+        seen["retriever"] = kwargs["retriever"]
+        return real_pairs(*args, **kwargs)
+
+    class SpyCollator(real_collator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["answer_weight"] = self.answer_weight
+
+    monkeypatch.setattr(pairs_module, "student_pairs", spy_pairs)
+    monkeypatch.setattr(trainer, "Collator", SpyCollator)
+    train, _, _ = copy_task(n_train=20, n_test=4)
+    (tmp / "train.jsonl").write_text("".join(e.model_dump_json() + "\n" for e in train))
+    config = StudentTrainingConfig(model=str(tmp / "kard"), method="kard", dataset="jsonl", data_dir=tmp / "train.jsonl",
+                                   reference=True, index=tmp / "index", k=2, output_dir=tmp / "wired", bridge=True,
+                                   answer_weight=3.0, max_steps=1, batch_size=4, overwrite_output_dir=True)
+    trainer.train_student(config, show_progress=False)
+    assert isinstance(seen["retriever"], BridgeRetriever) and seen["answer_weight"] == 3.0
+    saved = json.loads((tmp / "wired" / "final" / "kard_student.json").read_text())
+    assert saved["bridge"] is True and saved["answer_weight"] == 3.0
 
 
 def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folders):
