@@ -149,6 +149,8 @@ def write_chart(r: dict, path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "no chart (pip install matplotlib, or the kard-chain[demo] extra)"
+    if not r["methods"]:
+        return "no chart (the recipe trains no students)"
     panels = [("accuracy on the test questions", r["methods"], "accuracy (95% CI)")]
     if "editing" in r:
         panels.append((f"follows edited knowledge ({r['editing']['questions']} questions)", r["editing"]["follow_edit"],
