@@ -46,7 +46,7 @@ HASHED_BYTES = 64 * 2**20
 """Files up to this size are identified by their content; larger ones by size and modification time."""
 
 
-def _file_identity(p: Path) -> dict[str, Any]:
+def file_identity(p: Path) -> dict[str, Any]:
     st = p.stat()
     if st.st_size <= HASHED_BYTES:
         h = hashlib.sha256()
@@ -66,8 +66,8 @@ def identity(path: str | Path | None) -> dict[str, Any] | None:
     if not p.exists():
         return {"name": str(path)}
     if p.is_file():
-        return {"path": str(p.resolve()), **_file_identity(p)}
-    files = {f.name: _file_identity(f) for f in sorted(p.iterdir())
+        return {"path": str(p.resolve()), **file_identity(p)}
+    files = {f.name: file_identity(f) for f in sorted(p.iterdir())
              if f.is_file() and not f.name.startswith(".") and f.name not in NOT_CONTENT}
     return {"path": str(p.resolve()), "files": digest(files)}
 

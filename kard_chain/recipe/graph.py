@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kard_chain.io import atomic_write_text
-from kard_chain.manifest import differences, digest, identity
+from kard_chain.manifest import differences, digest, file_identity, identity
 from kard_chain.recipe.config import Recipe
 from kard_chain.recipe.loading import RecipeError
 
@@ -86,6 +86,17 @@ def flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def content_identity(path: Path | None) -> Any:
+    """An input's identity for the stage hash: :func:`~kard_chain.manifest.identity`, and for a folder every file
+    below it (a corpus folder's nested .txt files count), hidden files aside."""
+    if path is None or not Path(path).is_dir():
+        return identity(path)
+    root = Path(path)
+    files = {str(f.relative_to(root)): file_identity(f) for f in sorted(root.rglob("*"))
+             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)}
+    return {"path": str(root.resolve()), "files": digest(files)}
+
+
 def _previous(out: Path) -> dict[str, Any]:
     file = out / RUN_FILE
     if not file.is_file():
@@ -116,7 +127,7 @@ def plan(recipe: Recipe, stages: list[Stage]) -> list[Planned]:
         missing = [name for name in stage.inputs if name not in hashes]
         if missing:
             raise RuntimeError(f"stage {stage.name} reads {missing}, which come later or not at all")
-        identities = {name: identity(path) for name, path in stage.files.items()}
+        identities = {name: content_identity(path) for name, path in stage.files.items()}
         key = digest({"stage": stage.name, "keys": stage.keys, "files": identities,
                       "inputs": {name: hashes[name] for name in stage.inputs}})
         hashes[stage.name] = key
@@ -166,7 +177,7 @@ def execute(recipe: Recipe, planned: list[Planned], ctx: Context) -> list[dict]:
             ctx.log(f"== {p.stage.name}: reused ({p.folder.name})")
             log.append({"stage": p.stage.name, "action": "reused", "folder": p.folder.name})
             continue
-        now = {name: identity(path) for name, path in p.stage.files.items()}
+        now = {name: content_identity(path) for name, path in p.stage.files.items()}
         changed = [name for name in now if now[name] != p.identities[name]]
         if changed:
             raise RecipeError(f"stage {p.stage.name}: {', '.join(changed)} changed since the run was planned; run again")

@@ -265,3 +265,15 @@ def test_variants_share_their_common_stages_and_compare_in_one_table(tmp_path, c
     row = next(line for line in table.read_text().splitlines() if line.startswith("| FT |"))
     for r in runs.values():
         assert f"{r['methods']['FT']['accuracy']:.3f}" in row
+
+
+def test_a_file_nested_in_a_corpus_folder_counts_in_the_index_stage(tmp_path):
+    write_own_data(tmp_path / "mine")
+    nested = tmp_path / "mine" / "docs" / "more"
+    nested.mkdir()
+    (nested / "lynx.txt").write_text("The lynx hunts hares.")
+    recipe = load_recipe(RECIPES / "own-data.toml", own_data_overrides(tmp_path, "http://127.0.0.1:9/v1"))
+    before = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
+    (nested / "lynx.txt").write_text("The lynx hunts birds.")
+    after = {p.stage.name: p.hash for p in plan(recipe, build_stages(recipe))}
+    assert before["index"] != after["index"] and before["data"] == after["data"]
