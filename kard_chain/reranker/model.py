@@ -143,6 +143,17 @@ class KardReranker(nn.Module):
 
     # ---- persistence ----------------------------------------------------------------
 
+    def fingerprint(self) -> str:
+        """A short hash of every weight (the encoder's and the head's): stored passage vectors name the weights that
+        made them."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write ``reranker.json``, ``head.safetensors`` and ``encoder/``."""
         from safetensors.torch import save_file

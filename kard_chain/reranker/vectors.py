@@ -153,7 +153,7 @@ class PassageVectors:
             raise KardDataError("no passages to encode")
         offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        meta = {"dim": reranker.config.dim, "reranker": reranker.config.model_dump()}
+        meta = {"dim": reranker.config.dim, "reranker": reranker.config.model_dump(), "weights": reranker.fingerprint()}
         with atomic_directory(path, overwrite=overwrite) as tmp:
             np.save(tmp / "vectors.npy", np.concatenate(chunks))
             np.save(tmp / "offsets.npy", offsets)

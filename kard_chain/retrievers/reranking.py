@@ -18,7 +18,7 @@ import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from kard_chain.records import passage_id
 from kard_chain.retrievers.base import PerCallKRetriever
@@ -35,6 +35,14 @@ class KardRerankerCompressor(BaseDocumentCompressor):
     """Optional :class:`~kard_chain.reranker.vectors.PassageVectors` for stored passage embeddings."""
     top_n: int = Field(default=4, ge=1)
     """Documents to keep."""
+
+    @model_validator(mode="after")
+    def _vectors_of_these_weights(self) -> KardRerankerCompressor:
+        made_by = getattr(self.vectors, "meta", {}).get("weights") if self.vectors is not None else None
+        if made_by is not None and made_by != self.reranker.fingerprint():
+            raise ValueError(f"these passage vectors were encoded by other reranker weights ({made_by}, this reranker is "
+                             f"{self.reranker.fingerprint()}): encode them again with this reranker (PassageVectors.build)")
+        return self
 
     def scores(self, query: str, documents: Sequence[Document]) -> list[float]:
         """The reranker's score of each document for ``query``."""

@@ -96,3 +96,19 @@ def test_stored_vectors_give_the_same_scores(parts):
     assert vectors.vectors.dtype.name == "float16" and vectors.vectors.shape[1] == 32
     kept = KardRerankerCompressor(reranker=reranker, vectors=vectors, top_n=2).compress_documents(docs, "what colour is zorb6")
     assert len(kept) == 2 and kept[0].metadata["rerank_score"] >= kept[1].metadata["rerank_score"]
+
+
+def test_vectors_encoded_by_other_weights_are_refused(parts, tmp_path):
+    import torch
+
+    _, reranker, vectors = parts
+    assert vectors.meta["weights"] == reranker.fingerprint()
+    KardRerankerCompressor(reranker=reranker, vectors=vectors)  # its own vectors: accepted
+    other = tiny_reranker("late_interaction", WORDS)
+    with torch.no_grad():
+        next(other.head.parameters()).add_(1.0)  # the same shapes, other weights
+    with pytest.raises(ValueError, match="encoded by other reranker weights"):
+        KardRerankerCompressor(reranker=other, vectors=vectors)
+    small = vectors.compress(tmp_path / "small", n_centroids=4, show_progress=False)
+    with pytest.raises(ValueError, match="encoded by other reranker weights"):  # a compressed copy names them too
+        KardRerankerCompressor(reranker=other, vectors=small)
