@@ -236,6 +236,20 @@ async def _run_workers(todo: list[Example], concurrency: int, work) -> None:
 REGILDED = "were explained for another gold answer than the dataset's now"
 
 
+def adopt_cache(path: Path, manifest: Manifest, log=print) -> None:
+    """A cache whose manifest sidecar is missing (copied alone, or the manifest removed) is adopted when its records
+    say they were made as this run would make them (task, mode, prompt, model, and ``n`` rationales each); else it is
+    left to :func:`~kard_chain.manifest.prepare_output`, which refuses a file kard did not make."""
+    if Manifest.load(path, folder=False) is not None or not path.is_file() or not path.stat().st_size:
+        return
+    records = read_rationales(path)  # a file that is not a teacher cache is named here, line and field
+    want = manifest.settings
+    made = {(r.task, r.mode, r.prompt, r.model, len(r.rationales)) for r in records.values()}
+    if made == {(want["task"], want["mode"], want["prompt"], want["teacher"], want["n"])}:
+        manifest.save(path, folder=False)
+        log(f"adopting {path}: its {len(records)} records were made with this task, mode, prompt, teacher and n")
+
+
 def regilded(records: Mapping[str, TeacherRecord], examples: Sequence[Example]) -> list[str]:
     """Ids of cached records whose rationales explain another answer than the example's gold one (a corrected dataset)."""
     return [ex.id for ex in examples if ex.id in records and records[ex.id].gold not in (None, ex.answer)]
@@ -317,6 +331,7 @@ async def teach_variants(chat_model: Any, chain: Runnable, examples: Sequence[Ex
             locks.enter_context(output_lock(path))
         for variant, path in paths.items():
             if manifests:
+                adopt_cache(path, manifests[variant], log)
                 if ours_to_compare(path, manifests[variant].kind):
                     replace_stale(path, regilded(read_rationales(path), examples), overwrite, REGILDED)
                 prepare_output(path, manifests[variant], folder=False, overwrite=overwrite)

@@ -466,3 +466,17 @@ def test_issue27_a_diverging_loss_is_one_sentence_not_a_traceback(students, tmp_
                      students / "train.jsonl", "--output-dir", tmp_path / "run", "--max-steps", "4", "--batch-size", "4",
                      "--learning-rate", "1e30")
     assert code == 1 and "the loss became" in msg and "Traceback" not in msg
+
+
+def test_issue27_a_teacher_cache_copied_without_its_manifest_resumes_when_its_records_match(teacher_data, tmp_path):
+    out = tmp_path / "c.jsonl"
+    with FakeOpenAIServer() as server:
+        base = ["teach", "--dataset", "jsonl", "--data-dir", teacher_data, "--teacher", "openai:gpt-4o-mini", "--base-url",
+                server.url, "--out", out, "--n", "2"]
+        assert kard(*base, "--limit", "2")[0] == 0
+        out.with_name(out.name + ".manifest.json").unlink()  # copied alone
+        code, msg = kard(*base)
+        assert code == 0 and "adopting" in msg and "+2 cached" in msg and server.counts["200"] == 3
+        out.with_name(out.name + ".manifest.json").unlink()
+        code, msg = kard(*base[:-1], "3")  # made with n=2, asked for n=3: not adopted, refused as before
+        assert code == 2 and "was not made by kard-chain" in msg
