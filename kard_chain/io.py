@@ -110,6 +110,11 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     the temporary sibling (``.name.tmp-*``) is removed on errors, and by the next build after a kill.
     """
     path = Path(path)
+    if path.is_symlink():  # build what the link points to, so the link (kept) shows the new folder
+        target = path.resolve()
+        if not target.parent.is_dir():
+            raise KardDataError(f"is a link to {target}, whose folder does not exist", path=path)
+        path = target
     if path.exists() and not overwrite:
         if not path.is_dir() or any(path.iterdir()):
             raise FileExistsError(f"{path} exists and is not empty; pass overwrite=True (--overwrite) to replace it")

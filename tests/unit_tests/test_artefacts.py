@@ -480,3 +480,18 @@ def test_issue27_a_teacher_cache_copied_without_its_manifest_resumes_when_its_re
         out.with_name(out.name + ".manifest.json").unlink()
         code, msg = kard(*base[:-1], "3")  # made with n=2, asked for n=3: not adopted, refused as before
         assert code == 2 and "was not made by kard-chain" in msg
+
+
+def test_issue27_an_index_built_through_a_link_replaces_what_the_link_points_to(corpus, tmp_path):
+    real = tmp_path / "indexes" / "v1"
+    link = tmp_path / "current"
+    assert kard("index", "--corpus", corpus / "passages.jsonl", "--out", real)[0] == 0
+    link.symlink_to(real, target_is_directory=True)
+    code, msg = kard("index", "--corpus", corpus / "passages.jsonl", "--out", link, "--overwrite", "--k1", "1.2")
+    assert code == 0, msg
+    assert link.is_symlink() and json.loads((real / "kard_manifest.json").read_text())["settings"]["params"]["k1"] == 1.2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "indexes"]  # no folder left beside the target
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere" / "index")
+    code, msg = kard("index", "--corpus", corpus / "passages.jsonl", "--out", dangling)
+    assert code == 2 and "whose folder does not exist" in msg
