@@ -29,6 +29,8 @@ def read_passages_jsonl(path: str | Path) -> Iterator[Passage]:
         for field in ("id", "text"):
             if field not in rec:
                 raise KardDataError("missing", path=path, line=line, field=field)
+        if not isinstance(rec.get("metadata") or {}, dict):
+            raise KardDataError(f"expected an object, got {type(rec['metadata']).__name__}", path=path, line=line, field="metadata")
         metadata = dict(rec.get("metadata") or {})
         metadata.update({k: v for k, v in rec.items() if k not in ("id", "title", "text", "metadata")})
         try:

@@ -60,3 +60,15 @@ def test_bad_passages_are_named(tmp_path):
         load_passages(tmp_path / "missing.jsonl")
     with pytest.raises(KardDataError, match="cannot tell the corpus format"):
         load_passages(f.rename(tmp_path / "kb.csv"))
+
+
+def test_metadata_that_is_not_an_object_names_the_file_line_and_field(tmp_path):
+    import pytest
+
+    from kard_chain.errors import KardDataError
+    from kard_chain.knowledge import read_passages_jsonl
+
+    file = tmp_path / "c.jsonl"
+    file.write_text('{"id": "a", "text": "x"}\n{"id": "b", "text": "y", "metadata": "oops"}\n')
+    with pytest.raises(KardDataError, match=r"c\.jsonl:2: field 'metadata': expected an object, got str"):
+        list(read_passages_jsonl(file))
