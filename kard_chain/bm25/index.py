@@ -479,6 +479,11 @@ def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progr
     and the folder is replaced atomically.
     """
     path = Path(path)
+    with output_lock(path):  # one writer at a time, as for a build
+        return _append(path, passages, show_progress)
+
+
+def _append(path: Path, passages: Iterable[Passage], show_progress: bool) -> BM25Index:
     old = BM25Index.load(path, mmap=True)
     rewritten = {f"{name}.npy" for name in _ARRAYS} | {"index.json", "vocab.json", "passage_ids.json", OFFSETS_FILE}
     with atomic_directory(path, overwrite=True) as tmp:

@@ -495,3 +495,21 @@ def test_issue27_an_index_built_through_a_link_replaces_what_the_link_points_to(
     dangling.symlink_to(tmp_path / "nowhere" / "index")
     code, msg = kard("index", "--corpus", corpus / "passages.jsonl", "--out", dangling)
     assert code == 2 and "whose folder does not exist" in msg
+
+
+def test_issue27_an_index_build_or_append_waits_for_no_one_and_touches_nothing_another_writer_holds(corpus, tmp_path):
+    out = tmp_path / "index"
+    assert kard("index", "--corpus", corpus / "passages.jsonl", "--out", out)[0] == 0
+    before = snapshot(out)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom kard_chain.manifest import output_lock\n"
+                               f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another build is writing this index
+        for extra in (["--overwrite"], ["--append"]):
+            code, msg = kard("index", "--corpus", corpus / "passages.jsonl", "--out", out, *extra)
+            assert code == 2 and "another process is writing" in msg, msg
+    finally:
+        holder.kill()
+        holder.wait()
+    assert snapshot(out) == before
