@@ -54,7 +54,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         from kard_chain.bm25.index import BM25Params, append_to_index, build_index
 
         if args.append:
-            index = append_to_index(args.out, passages)
+            index = append_to_index(args.out, passages, memory_gib=args.memory_gib)
             print(f"{args.out} now holds {index.n_docs} passages ({len(index.vocab)} terms)")
         else:
             params = BM25Params(method=args.method, k1=args.k1, b=args.b, epsilon=args.epsilon, include_title=not args.no_title)

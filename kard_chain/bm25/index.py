@@ -470,17 +470,33 @@ def _grown(old: BM25Index, passages: Iterable[Passage], keep: Callable[[Passage]
     return terms, arrays, [*old.passage_ids, *ids]
 
 
-def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progress: bool = True) -> BM25Index:
+POSTING_BYTES = 16
+"""About what one posting costs in memory when an index is grown in memory (doc, tf, weight and their copies)."""
+
+
+def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progress: bool = True,
+                    memory_gib: float | None = None) -> BM25Index:
     """Add ``passages`` to the index folder at ``path``; scores then equal a full rebuild's (idf and average
     length updated).
 
-    Only the new passages are tokenised (see :meth:`BM25Index.with_passages`). The old passages'
-    text is copied, not parsed, the folder's other files (manifest, retriever settings) come along,
-    and the folder is replaced atomically.
+    Where the old index's postings fit in ``memory_gib`` (or none is given), only the new passages are tokenised
+    (see :meth:`BM25Index.with_passages`) and the old passages' text is copied, not parsed. A larger index is
+    rebuilt by :func:`build_index` from its own passages and the new ones, within ``memory_gib``. Either way the
+    folder's other files (manifest, retriever settings) come along and the folder is replaced atomically.
     """
     path = Path(path)
     with output_lock(path):  # one writer at a time, as for a build
-        return _append(path, passages, show_progress)
+        old = BM25Index.load(path, mmap=True)
+        if memory_gib is None or len(old.docs) * POSTING_BYTES <= memory_gib * 2**30:
+            return _append(path, passages, show_progress)
+        others = {f.name: f.read_text() for f in path.iterdir() if f.suffix == ".json" and f.stat().st_size < 2**20}
+        everything = itertools.chain((old.passages.get(row) for row in range(old.n_docs)), passages)
+        index = build_index(everything, path, tokenizer=old.tokenizer, params=old.params, overwrite=True,
+                            show_progress=show_progress, memory_gib=memory_gib)
+        for name, data in others.items():  # what the build does not write (retriever settings) comes along
+            if not (path / name).exists():
+                atomic_write_text(path / name, data)
+        return index
 
 
 def _append(path: Path, passages: Iterable[Passage], show_progress: bool) -> BM25Index:

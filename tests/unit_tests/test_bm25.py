@@ -240,3 +240,19 @@ def test_term_counts_are_stored_compactly_without_overflow(repeats, dtype):
 def test_a_corpus_without_any_indexable_token_is_refused():
     with pytest.raises(KardDataError, match="^no passage has any indexable token$"):
         BM25Index.from_passages([Passage(id="a", text="the a of")], params=BM25Params(method="okapi"))
+
+
+def test_an_append_past_its_memory_budget_rebuilds_within_it_and_scores_as_a_full_build(tmp_path):
+    from kard_chain.bm25.index import append_to_index
+    from kard_chain.retrievers.bm25 import BM25Retriever
+
+    docs, queries = make_corpus(seed=8, n_docs=300)
+    first = [Passage(id=f"d{i}", text=t) for i, t in enumerate(docs[:200])]
+    more = [Passage(id=f"d{i}", text=t) for i, t in enumerate(docs[200:], start=200)]
+    BM25Retriever.build(first, tmp_path / "idx", k=7, show_progress=False, tokenizer=TOKENIZER)
+    grown = append_to_index(tmp_path / "idx", more, show_progress=False, memory_gib=1e-6)  # past the budget: rebuilt
+    whole = BM25Index.from_passages(first + more, tokenizer=TOKENIZER)
+    for a, b in zip(grown.top_k(queries, 5), whole.top_k(queries, 5)):
+        np.testing.assert_array_equal(a, b)
+    assert BM25Retriever.load(tmp_path / "idx").k == 7  # the retriever's settings came along
+    assert grown.n_docs == 300 and type(grown.passages).__name__ == "DiskPassageStore"
