@@ -195,8 +195,6 @@ def _student_chain(args: argparse.Namespace):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch
-
     from kard_chain.datasets import load_dataset
     from kard_chain.evaluation import evaluate_chain
     from kard_chain.manifest import identity
@@ -206,13 +204,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     chain = _student_chain(args)  # checks the flags before the default weight is filled in
     if args.first_stage_weight is None and args.reranker:
         args.first_stage_weight = FIRST_STAGE_WEIGHT  # recorded with the results
-    torch.manual_seed(args.seed)  # the same samples on a rerun
     settings = {"student": identity(args.student), "index": identity(args.index), "reranker": identity(args.reranker),
                 "data": identity(args.data_dir),  # a corrected data file (other gold answers) starts over, not resumes
                 **{key: getattr(args, key) for key in ("method", "k", "candidates", "first_stage_weight", "draft", "bridge", "n", "temperature",
                                                        "max_new_tokens", "dataset", "split", "seed")}}
     summary = evaluate_chain(chain, examples, args.out, batch_size=args.batch_size, settings=settings,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, seed=args.seed)  # the same samples on a rerun, resumed or not
     print(f"{args.dataset} {args.split}: {summary.format()}; per-example records in {args.out}")
     return 0
 

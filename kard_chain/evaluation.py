@@ -58,15 +58,25 @@ class EvaluationSummary:
         return f"accuracy {self.accuracy:.3f} (95% CI {low:.3f}-{high:.3f}) on {self.total} examples"
 
 
+def _seed_batch(seed: int | None, position: int) -> None:
+    """Seed torch's generator for the batch that starts at ``position`` of the examples (where torch is loaded)."""
+    import sys
+
+    if seed is not None and "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed * 1_000_003 + position)
+
+
 def evaluate_chain(
     chain: Any, examples: Sequence[Example], out: str | Path, *, batch_size: int = 8, show_progress: bool = True,
-    settings: dict[str, Any] | None = None, overwrite: bool = False,
+    settings: dict[str, Any] | None = None, overwrite: bool = False, seed: int | None = None,
 ) -> EvaluationSummary:
     """Answer every example with ``chain`` (a KARD or RD chain), append one record per example to
     ``out`` (a rerun skips finished ids) and return the accuracy over all of them.
 
     ``settings`` (the student, the retriever, sampling...) are ``out``'s manifest: a rerun with
-    others is refused instead of reporting the earlier run's answers (``overwrite`` starts over)."""
+    others is refused instead of reporting the earlier run's answers (``overwrite`` starts over).
+    ``seed``: batches are cut at fixed positions of ``examples`` and each is sampled from its own seed, so an
+    evaluation resumed after a kill answers as an uninterrupted one would."""
     if not examples:
         raise ValueError("no examples to evaluate")
     if Path(out).is_dir():
@@ -77,8 +87,11 @@ def evaluate_chain(
         with JsonlStore.open(out, EvaluationRecord) as store:
             todo = [e for e in examples if e.id not in store]
             bar = progress(total=len(examples), initial=len(examples) - len(todo), desc="evaluate", unit=" q", disable=not show_progress)
-            for lo in range(0, len(todo), batch_size):
-                batch = todo[lo : lo + batch_size]
+            for lo in range(0, len(examples), batch_size):
+                batch = [e for e in examples[lo : lo + batch_size] if e.id not in store]
+                if not batch:
+                    continue
+                _seed_batch(seed, lo)
                 for e, r in zip(batch, chain.batch(batch)):
                     store.append(EvaluationRecord(
                         id=e.id, question=e.question, gold=e.answer, answer=r["answer"], votes=r["votes"],

@@ -493,8 +493,6 @@ def run_evaluation(method: str, variant: str | None, edited: bool = False):
     """A stage function: answer the test questions (or, ``edited``, the edited ones over the edited index)."""
 
     def run(ctx: Context, folder: Path) -> dict:
-        import torch
-
         from kard_chain.evaluation import EvaluationRecord, evaluate_chain
         from kard_chain.jsonl_store import read_records
 
@@ -505,10 +503,10 @@ def run_evaluation(method: str, variant: str | None, edited: bool = False):
             new_gold = json.loads((ctx.folder("edit-index") / "gold.json").read_text())
             questions = [q.model_copy(update={"answer": new_gold[q.id]}) for q in questions if q.id in new_gold]
             index = ctx.folder("edit-index") / "index"
-        torch.manual_seed(ctx.recipe.seed)  # each evaluation samples from the same state, whatever ran before it
         chain = chain_for(ctx, method, variant, index, reranker=bool(variant and variant.startswith("reranker")))
         file = folder / "records.jsonl"
-        summary = evaluate_chain(chain, questions, file, batch_size=e.batch_size, show_progress=ctx.show_progress)
+        summary = evaluate_chain(chain, questions, file, batch_size=e.batch_size, show_progress=ctx.show_progress,
+                                 seed=ctx.recipe.seed)  # each batch its own seed: the same answers, resumed or not
         records = read_records(file, EvaluationRecord)
         row = {**accuracy_row(summary.correct, summary.total), "by_type": by_type(questions, records)}
         if method == "kard" and not edited:

@@ -254,3 +254,26 @@ def test_a_batch_of_questions_is_one_generate_call(world):
     rd = Counting(texts=["So the answer is yes."], calls=[])
     build_rd_chain(rd, n=2).batch(["a?", "b?", "c?"])
     assert rd.calls == [3]
+
+
+def test_an_evaluation_resumed_after_a_kill_answers_as_an_uninterrupted_one(tmp_path):
+    """Each batch is sampled from its own seed at a fixed position, so the answers do not depend on where a run stopped."""
+    import torch
+
+    from kard_chain.evaluation import evaluate_chain
+    from kard_chain.records import Example
+
+    class Sampling:  # a chain whose answers are draws from torch's generator
+        def batch(self, examples):
+            draws = torch.rand(len(examples)).tolist()
+            return [{"answer": "yes" if d < 0.5 else "no", "votes": {}, "passages": [], "rationales": [{"text": f"{d:.6f}"}]}
+                    for d in draws]
+
+    examples = [Example(id=f"q{i}", question=f"q {i}?", answer="yes") for i in range(10)]
+    whole = tmp_path / "whole.jsonl"
+    evaluate_chain(Sampling(), examples, whole, batch_size=3, show_progress=False, seed=5)
+    cut = tmp_path / "cut.jsonl"
+    evaluate_chain(Sampling(), examples[:6], cut, batch_size=3, show_progress=False, seed=5)  # killed after two batches
+    torch.manual_seed(123)  # whatever ran in between
+    evaluate_chain(Sampling(), examples, cut, batch_size=3, show_progress=False, seed=5)
+    assert whole.read_text() == cut.read_text()
