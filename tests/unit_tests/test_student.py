@@ -235,4 +235,11 @@ def test_answer_weight_weighs_the_tokens_from_the_final_answer_on_and_is_plain_c
     assert ((weights == 1.0) == ((labels != -100) & (weights != 4.0))).all()  # 1 on the rationale, 0 on padding
     out = model(**batch)
     assert torch.allclose(weighted_token_loss(out.logits, labels, (labels != -100).float(), seq2seq), out.loss, atol=1e-5)
+    logp = out.logits.float().log_softmax(-1)  # the weighted mean by hand, token by token, with the collator's 4/1 weights
+    lab, w = (labels, weights) if seq2seq else (labels[:, 1:], weights[:, 1:])
+    logp = logp if seq2seq else logp[:, :-1]
+    terms = [(-logp[i, t, lab[i, t]] * w[i, t], w[i, t]) for i in range(lab.shape[0]) for t in range(lab.shape[1]) if lab[i, t] != -100]
+    expected = sum(x for x, _ in terms) / sum(v for _, v in terms)
+    weighted = weighted_token_loss(out.logits, labels, weights, seq2seq)
+    assert torch.allclose(weighted, expected, atol=1e-5) and not torch.allclose(weighted, out.loss, atol=1e-4)
     assert "weights" not in Collator(tok, seq2seq, 64, 32)(pairs)  # weight 1: the model's own loss, as before

@@ -83,7 +83,7 @@ def test_resume_from_a_checkpoint_ends_on_the_same_weights_and_a_torn_one_is_ign
     run, again, _ = train(resumed)
     assert run.steps == 15 and run.step == 25
     assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), again.state_dict().values()))
-    assert not (resumed / ".checkpoint-20.tmp").exists() or (resumed / "checkpoint-20").is_dir()
+    assert not (resumed / ".checkpoint-20.tmp").exists() and (resumed / "checkpoint-20").is_dir()  # the torn save replaced
 
 
 def test_a_non_finite_loss_stops_the_run_before_saving_it(tmp_path):
