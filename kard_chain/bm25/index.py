@@ -50,7 +50,7 @@ from kard_chain.bm25.passage_store import (
     PassageStore,
     PassageWriter,
 )
-from kard_chain.bm25.segments import NpyAppender, SegmentSpill, budget_sizes
+from kard_chain.bm25.segments import POSTING_BYTES, NpyAppender, SegmentSpill, budget_sizes
 from kard_chain.bm25.tokenizer import BM25Tokenizer
 from kard_chain.errors import KardDataError
 from kard_chain.io import atomic_directory, atomic_write_text, read_json
@@ -468,10 +468,6 @@ def _grown(old: BM25Index, passages: Iterable[Passage], keep: Callable[[Passage]
     indptr, docs, tf = _postings([stored.tocsr(), *per_chunk], len(terms))
     arrays = _scored(indptr, docs, tf, np.concatenate([np.asarray(old.doc_lengths), *lengths]), old.params)
     return terms, arrays, [*old.passage_ids, *ids]
-
-
-POSTING_BYTES = 16
-"""About what one posting costs in memory when an index is grown in memory (doc, tf, weight and their copies)."""
 
 
 def append_to_index(path: str | Path, passages: Iterable[Passage], *, show_progress: bool = True,

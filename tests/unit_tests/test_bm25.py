@@ -256,3 +256,15 @@ def test_an_append_past_its_memory_budget_rebuilds_within_it_and_scores_as_a_ful
         np.testing.assert_array_equal(a, b)
     assert BM25Retriever.load(tmp_path / "idx").k == 7  # the retriever's settings came along
     assert grown.n_docs == 300 and type(grown.passages).__name__ == "DiskPassageStore"
+
+
+def test_a_term_counted_past_uint16_in_an_early_segment_keeps_its_count(tmp_path):
+    """max_tf over every segment, not the last one's: a term counted 70,000 times in the first segment overflows a
+    uint16 term-frequency array and its score falls with it."""
+    loud = Passage(id="loud", text=" ".join(["echo"] * 70_000))
+    quiet = [Passage(id=f"q{i}", text=f"echo once w{i} w{i + 1} w{i + 2}") for i in range(60)]
+    budget = 40 * POSTING_BYTES * 2 / 2**30  # a few passages per segment: the loud one spills alone, first
+    built = build_index([loud, *quiet], tmp_path / "idx", tokenizer=TOKENIZER, show_progress=False, memory_gib=budget)
+    memory = BM25Index.from_passages([loud, *quiet], tokenizer=TOKENIZER)
+    assert built.tf.max() == 70_000 == memory.tf.max()
+    assert built.score("echo", ["loud", "q3"]) == pytest.approx(memory.score("echo", ["loud", "q3"]))
