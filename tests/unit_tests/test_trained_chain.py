@@ -265,3 +265,28 @@ def test_cut_at_stop_keeps_what_comes_before_the_first_stop():
     assert cut_at_stop("Xabc", ["X"]) == ""
     assert cut_at_stop("a.b|c", ["|", "."]) == "a"
     assert cut_at_stop("abc", None) == "abc" and cut_at_stop("abc", ["Z"]) == "abc"
+
+
+def test_kard_evaluate_refuses_to_resume_an_evaluation_made_with_another_reranker(student_folders, tmp_path, capsys):
+    """The reranker is part of what an evaluation file holds: another one starts over, never resumes into it."""
+    import torch
+
+    from kard_chain.cli import main
+    from tests.unit_tests.tiny_models import tiny_reranker
+
+    tmp, test = student_folders
+    words = sorted({w for e in test for w in e.question.split()})
+    first, second = tiny_reranker("late_interaction", words), tiny_reranker("late_interaction", words)
+    with torch.no_grad():
+        next(second.head.parameters()).add_(1.0)
+    first.save_pretrained(tmp_path / "r1")
+    second.save_pretrained(tmp_path / "r2")
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(e.model_dump_json() + "\n" for e in test))
+    args = ["evaluate", "--student", str(tmp / "kard"), "--index", str(tmp / "index"), "--dataset", "jsonl", "--data-dir",
+            str(data), "-n", "1", "--max-new-tokens", "2", "--candidates", "5", "--out", str(tmp_path / "e.jsonl"), "--quiet"]
+    assert main([*args, "--reranker", str(tmp_path / "r1")]) == 0
+    before = (tmp_path / "e.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--reranker", str(tmp_path / "r2")]) == 2
+    assert "reranker" in capsys.readouterr().err and (tmp_path / "e.jsonl").read_bytes() == before
