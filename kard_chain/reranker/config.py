@@ -32,7 +32,7 @@ class RerankerTrainingConfig(TrainingConfig):
     """Temperature of the reranker's softmax."""
     candidates_per_set: int = Field(default=8, ge=2)
     """Candidates sampled per set each step (the rationale's best passage always among them); 8 keeps one epoch
-    over StrategyQA within 30 minutes on 2 CPU cores (README)."""
+    over StrategyQA within 30 minutes on 2 CPU cores (docs/results.md)."""
     rationale_share: float = Field(default=0.5, ge=0, le=1)
     """Share of the sampled candidates drawn from the rationale-retrieved passages."""
     learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)
@@ -59,7 +59,7 @@ class RerankerTrainingConfig(TrainingConfig):
     """The embeddings and this many lower encoder layers stay as pretrained (cheaper steps: no gradients there)."""
     attention_dropout: float | None = Field(default=0.0, ge=0, lt=1)
     """Dropout on the encoder's attention weights while training; 0 lets PyTorch's fused attention run (half the
-    memory, faster steps: README); None keeps the encoder's own (MiniLM: 0.1)."""
+    memory, faster steps: docs/guide.md); None keeps the encoder's own (MiniLM: 0.1)."""
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     """auto: bf16 on a GPU that has it, fp16 on other GPUs, bf16 on a CPU with native bf16 instructions (AVX512-BF16,
     AMX), none on other CPUs."""
