@@ -613,7 +613,8 @@ def build_stages(recipe: Recipe) -> list[Stage]:
             keys.pop("students.answer_weight")
         stages.append(Stage(f"student-{method}", keys, inputs, run_student(method)))
     e = recipe.evaluation
-    serving = {"evaluation.n": e.n, "evaluation.temperature": e.temperature, "evaluation.max_new_tokens": e.max_new_tokens, **seed}
+    serving = {"evaluation.n": e.n, "evaluation.temperature": e.temperature, "evaluation.max_new_tokens": e.max_new_tokens,
+               "evaluation.batch_size": e.batch_size, **seed}  # batches are seeded by position: their size changes the samples
     if e.editing:
         stages.append(Stage("edit-index", {**knowledge, **seed}, ["data"], run_edit_index))
     for edited in (False, True) if e.editing else (False,):

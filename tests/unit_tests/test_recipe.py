@@ -119,6 +119,10 @@ def test_a_recipe_variant_shares_the_stages_it_has_in_common(tmp_path):
     hashes = {p.stage.name: p.hash for p in plan(reader, build_stages(reader))}
     assert {n for n in base if base[n] != hashes[n]} == {"eval-kard-reranker", "eval-kard-reranker-bridge", "edit-kard-reranker",
                                                           "edit-kard-reranker-bridge"}
+    batched = load_recipe(RECIPES / "demo-tiny.toml", [f"out={json.dumps(str(tmp_path))}", "evaluation.batch_size=4"])
+    hashes = {p.stage.name: p.hash for p in plan(batched, build_stages(batched))}
+    # each batch is sampled from a seed at its position: another batch size is another evaluation, and nothing else
+    assert {n for n in base if base[n] != hashes[n]} == {n for n in base if n.startswith(("eval-", "edit-")) and n != "edit-index"}
 
 
 BAD = [
