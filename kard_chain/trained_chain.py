@@ -20,6 +20,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable
 
 from kard_chain.errors import KardDataError
+from kard_chain.recipe.graph import RUN_FILE
 from kard_chain.student.reading import FIRST_STAGE_WEIGHT, reading_retriever
 from kard_chain.student.settings import StudentSettings, read_student_settings
 
@@ -49,10 +50,6 @@ def load_student_llm(student: str | Path, settings: StudentSettings | None = Non
     return (T5LLM if seq2seq else DecoderLLM).from_pretrained(
         student, device=overrides.get("device"), dtype=overrides.get("dtype"), max_input_tokens=settings.max_source_tokens, **fields
     )
-
-
-RUN_FILE = "run.json"
-"""A ``kard run`` output folder's record of its stages (:mod:`kard_chain.recipe.graph`)."""
 
 
 def _from_run(out: Path, index: Any, reranker: Any, overrides: dict[str, Any]) -> tuple[Path, Any, Any, dict[str, Any]]:
