@@ -228,8 +228,9 @@ class DecoderLLM(T5LLM):
         n = generated.shape[0]
         prompt = enc["input_ids"][i : i + 1].repeat(n, 1)
         mask = torch.cat([enc["attention_mask"][i : i + 1].repeat(n, 1), torch.ones_like(generated)], dim=1)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)  # a left-padded prompt starts at position 0, as generate() has it
         with torch.inference_mode():
-            logits = self.model(input_ids=torch.cat([prompt, generated], dim=1), attention_mask=mask).logits
+            logits = self.model(input_ids=torch.cat([prompt, generated], dim=1), attention_mask=mask, position_ids=positions).logits
         return _sum_label_logprobs(logits[:, prompt.shape[1] - 1 : -1], generated, self.tokenizer.eos_token_id)
 
 

@@ -113,13 +113,51 @@ def test_resume_after_a_crash_gives_the_uninterrupted_weights(setup, monkeypatch
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def sampled_again(llm, prompts: list[str], seed: int):
+    """The token ids that ``llm.generate(prompts)`` sampled after ``torch.manual_seed(seed)`` (one batch), drawn
+    again with transformers' ``generate``; checked against the texts the LLM returned by the caller."""
+    torch.manual_seed(seed)
+    enc = llm.tokenizer(prompts, return_tensors="pt", padding=True)
+    out = llm.model.generate(**enc, num_return_sequences=llm.n, do_sample=True, temperature=llm.temperature, top_k=0,
+                             max_new_tokens=llm.max_new_tokens, pad_token_id=llm.tokenizer.pad_token_id,
+                             eos_token_id=llm.tokenizer.eos_token_id)
+    return out if llm.model.config.is_encoder_decoder else out[:, enc.input_ids.shape[1] :]
+
+
+def reference_logprob(llm, prompt: str, ids) -> float:
+    """The model's log-probability at temperature 1 of the generated ``ids`` (up to the first end token) after
+    ``prompt`` alone, unpadded, scored afresh by teacher forcing."""
+    tok, model = llm.tokenizer, llm.model
+    ids = ids.tolist()[1:] if model.config.is_encoder_decoder else ids.tolist()  # a seq2seq output starts at its start token
+    target = torch.tensor([ids[: ids.index(tok.eos_token_id) + 1] if tok.eos_token_id in ids else ids])
+    prompt_ids = tok(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        if model.config.is_encoder_decoder:
+            logits = model(input_ids=prompt_ids, labels=target).logits
+        else:
+            logits = model(input_ids=torch.cat([prompt_ids, target], dim=1)).logits[:, prompt_ids.shape[1] - 1 : -1]
+    return torch.log_softmax(logits.double(), -1).gather(-1, target.unsqueeze(-1)).sum().item()
+
+
+def assert_logprobs_score_the_samples(llm, prompts: list[str]):
+    """Every sample's reported ``logprob`` is its own log-probability under the model, left- or right-padded
+    prompts alike (a score of another sample, of the padded prompt or at the sampling temperature fails)."""
+    torch.manual_seed(7)
+    gens = llm.generate(prompts).generations
+    ids = sampled_again(llm, prompts, seed=7)
+    assert [g.text for gs in gens for g in gs] == llm.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    for i, (prompt, samples) in enumerate(zip(prompts, gens)):
+        assert [g.generation_info["logprob"] for g in samples] == pytest.approx(
+            [reference_logprob(llm, prompt, ids[i * llm.n + j]) for j in range(llm.n)], abs=1e-3)
+
+
 def test_t5llm_samples_n_per_prompt_in_batches_with_stops_and_streams(setup, kard_student):
     tmp, _ = setup
     llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=4, max_new_tokens=24, batch_size=2)
     prompts = [f"question: what colour is the {w} ?" for w in ("a", "b", "c")]
     result = llm.generate(prompts)
     assert [len(g) for g in result.generations] == [4, 4, 4]
-    assert all(isinstance(g.generation_info["logprob"], float) and g.generation_info["logprob"] < 0 for gs in result.generations for g in gs)
+    assert_logprobs_score_the_samples(llm, prompts[:2])
     greedy = llm.invoke(prompts[0], do_sample=False)
     assert "answer" in greedy
     assert "".join(llm.stream(prompts[0], do_sample=False)) == greedy
@@ -144,7 +182,8 @@ def test_decoder_only_student_trains_and_samples(tmp_path, setup):
     assert run["last_loss"] < run["first_loss"]
     llm = DecoderLLM.from_pretrained(tmp_path / "out" / "final", n=3, max_new_tokens=6)
     gens = llm.generate(["question: what colour is the x ?", "question: what ?"]).generations
-    assert [len(g) for g in gens] == [3, 3] and all(g.generation_info["logprob"] < 0 for g in gens[0])
+    assert [len(g) for g in gens] == [3, 3]
+    assert_logprobs_score_the_samples(llm, ["question: what colour is the x ?", "question: what ?"])
 
 
 def test_generation_ends_at_the_end_token_the_student_learned(monkeypatch):
