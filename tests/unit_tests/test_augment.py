@@ -98,18 +98,22 @@ def _yes_no(name: str, asked: str, colour: str) -> tuple[Example, str, list[Pass
 def test_a_yes_no_copy_flips_the_answer_by_swapping_the_stated_value_and_a_second_keeps_it(asked, colour):
     slots = value_slots([f"Is the n{i} {c}?" for i, c in enumerate(COLOURS * 2)] + [f"Is the velomar {asked}?"], min_count=2, min_questions=2)
     ex, rationale, passages = _yes_no("velomar", asked, colour)
-    flipped, kept = yes_no_counterfactuals(ex, rationale, passages, copies=2, key="velomar#0", slots=slots)
-    assert flipped.answer != ex.answer and kept.answer == ex.answer
-    for cf in (flipped, kept):
-        asked_now = cf.question.split()[-1].rstrip("?")
-        stated = next(c for c in COLOURS if f"shows {c} fur" in cf.passages[0].text)
-        assert cf.rationale == f"The velomar has {stated} fur."  # the rationale says what the passage says, no stale answer
-        assert cf.answer == ("yes" if stated == asked_now else "no")  # the label follows the comparison, whatever it is
-        assert [p.id for p in cf.passages] == ["velomar", "other"]
-    assert len({flipped.passages[0].text, kept.passages[0].text, passages[0].text}) == 3  # each copy states another value
-    assert flipped.question == ex.question and (kept.question != ex.question) == (ex.answer == "yes")  # a yes is renamed
-    assert yes_no_counterfactuals(ex, rationale, passages, 1, "velomar#0", slots) == [flipped]
-    assert yes_no_counterfactuals(ex, rationale, passages, 2, "velomar#0", slots) == [flipped, kept]  # seeded by the key
+    stated_values = set()
+    for key in (f"velomar#{i}" for i in range(24)):  # many draws: a wrong label must not hide behind one lucky key
+        flipped, kept = yes_no_counterfactuals(ex, rationale, passages, copies=2, key=key, slots=slots)
+        assert flipped.answer != ex.answer and kept.answer == ex.answer
+        for cf in (flipped, kept):
+            asked_now = cf.question.split()[-1].rstrip("?")
+            stated = next(c for c in COLOURS if f"shows {c} fur" in cf.passages[0].text)
+            stated_values.add(stated)
+            assert cf.rationale == f"The velomar has {stated} fur."  # the rationale says what the passage says, no stale answer
+            assert cf.answer == ("yes" if stated == asked_now else "no")  # the label follows the comparison, whatever it is
+            assert [p.id for p in cf.passages] == ["velomar", "other"]
+        assert len({flipped.passages[0].text, kept.passages[0].text, passages[0].text}) == 3  # each copy states another value
+        assert flipped.question == ex.question and (kept.question != ex.question) == (ex.answer == "yes")  # a yes is renamed
+        assert yes_no_counterfactuals(ex, rationale, passages, 1, key, slots) == [flipped]
+        assert yes_no_counterfactuals(ex, rationale, passages, 2, key, slots) == [flipped, kept]  # seeded by the key
+    assert stated_values == set(COLOURS) - {colour}  # across keys the copies state every value but the original
     # none where it cannot be made honestly
     assert yes_no_counterfactuals(ex, "The velomar is shy.", passages, 2, "k", slots) == []  # no value stated
     if ex.answer == "no":  # the rationale states two values besides the asked one: which one it read is unclear
