@@ -9,9 +9,6 @@ pytest.importorskip("transformers")
 
 from kard_chain import BM25Retriever, Passage  # noqa: E402
 from kard_chain.reranker.losses import BM25DistillationKLLoss  # noqa: E402
-
-# Learning to rank held-out questions about unseen entities did not work on this toy in a
-# first try (the tiny encoder memorises names); the trainer's evaluation will measure that.
 from kard_chain.reranker.model import KardReranker  # noqa: E402
 from tests.unit_tests.tiny_models import tiny_reranker  # noqa: E402
 
@@ -64,6 +61,14 @@ def fresh_sets(seed=7):
     return training_sets("place", facts, passages, retriever, random.Random(seed))
 
 
+UNSEEN = set(NAMES[36:])
+
+
+def about_unseen(sets, unseen: bool = True):
+    """The sets whose question asks about one of the 12 entities held out of training (or about the other 36)."""
+    return [s for s in sets if (s[0].split()[-2] in UNSEEN) == unseen]
+
+
 def train_steps(model, sets, steps, lr=1e-3, batch_size=8):
     loss_fn = BM25DistillationKLLoss(target_temperature=1.0)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -81,11 +86,12 @@ def train_steps(model, sets, steps, lr=1e-3, batch_size=8):
 
 def test_late_interaction_loss_falls_and_ranking_beats_chance(tmp_path):
     model, sets = setup("late_interaction")
-    held_out = fresh_sets()
+    held_out = about_unseen(fresh_sets())  # questions about 12 entities whose names it never trained on
+    assert len(held_out) == 12
     before = hits_at_1(model, held_out)
-    losses = train_steps(model, sets, 60)
+    losses = train_steps(model, about_unseen(sets, unseen=False), 60)
     assert sum(losses[-10:]) < 0.75 * sum(losses[:10])
-    after = hits_at_1(model, held_out)  # measured on sets it never trained on
+    after = hits_at_1(model, held_out)  # matching names token by token carries over to unseen names
     assert after >= 0.8 and after > before + 0.3  # chance is 1/6
     model.save_pretrained(tmp_path / "r")
     again = KardReranker.from_pretrained(tmp_path / "r")
@@ -96,6 +102,8 @@ def test_late_interaction_loss_falls_and_ranking_beats_chance(tmp_path):
 
 def test_cross_encoder_learns_to_rank_and_round_trips(tmp_path):
     model, sets = setup("cross_encoder")
+    # the trained questions among distractors in orders it never saw: the tiny pair encoder memorises names and does
+    # not carry over to unseen entities (hits@1 at chance over three seeds), where late interaction does
     held_out = fresh_sets()
     before = hits_at_1(model, held_out)
     losses = train_steps(model, sets, 120, lr=3e-3)  # the pair encoder starts slower than late interaction
