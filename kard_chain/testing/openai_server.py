@@ -5,7 +5,8 @@ the prompt gives as "Correct answer: ..." (rationalize mode), else "yes"; each c
 depends only on the question and the choice index, so reruns give the same records. Faults
 are drawn per request from a seeded generator: 429 with Retry-After, 500, a hang past the
 client's timeout, or (per choice, deterministically) a malformed rationale with no answer or one
-with a wrong answer; ``sent`` records what each (question, choice index) got::
+with a wrong answer; ``answer_limit`` holds every request after that many answers (a client to be
+killed mid-run). ``sent`` records what each (question, choice index) got::
 
     with FakeOpenAIServer(latency=0.2, rate_429=0.05, rate_500=0.05) as server:
         ChatOpenAI(base_url=server.url, api_key="x", model="fake").invoke("hi")
@@ -40,6 +41,7 @@ class FakeOpenAIServer:
         rate_wrong: float = 0.0,
         retry_after: float = 0.05,
         status: int | None = None,
+        answer_limit: int | None = None,
         seed: int = 0,
     ) -> None:
         self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
@@ -48,6 +50,8 @@ class FakeOpenAIServer:
         self.sent: dict[tuple[str, int], str] = {}
         """``"malformed"``, ``"wrong"`` or ``"right"`` per (question, choice index)."""
         self.status = status
+        self.answer_limit = answer_limit
+        """After this many answers every request is held unanswered until the server stops (``counts["held"]``)."""
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.questions: Counter[str] = Counter()
@@ -136,6 +140,9 @@ class FakeOpenAIServer:
                         return 500, {}, {"error": {"message": "server error", "type": "server_error"}}
                     return 0, {}, None
                 draw -= rate
+            if self.answer_limit is not None and self.counts["200"] >= self.answer_limit:
+                self.counts["held"] += 1
+                await asyncio.sleep(10**6)  # cancelled when the server stops
             request = json.loads(body)
             return 200, {}, self._completion(request)
         finally:

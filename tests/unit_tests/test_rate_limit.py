@@ -1,25 +1,44 @@
 import asyncio
-import time
+
+import pytest
 
 from kard_chain.teacher.rate_limit import RateLimiter
 
 
-def run_timed(coro):
-    start = time.perf_counter()
-    asyncio.run(coro)
-    return time.perf_counter() - start
+class FakeClock:
+    """The limiter's clock and sleep: sleeping moves the clock at once, so the waits are exact and take no time."""
+
+    def __init__(self, monkeypatch):
+        from kard_chain.teacher import rate_limit
+
+        self.now, self.sleeps = 1000.0, []
+        monkeypatch.setattr(rate_limit.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(rate_limit.asyncio, "sleep", self.sleep)
+
+    async def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def run(self, coro) -> float:
+        """Run ``coro``; the clock time it took."""
+        start = self.now
+        asyncio.run(coro)
+        return self.now - start
 
 
-def test_requests_per_minute_are_spaced():
+def test_requests_per_minute_are_spaced(monkeypatch):
+    clock = FakeClock(monkeypatch)
     limiter = RateLimiter(requests_per_minute=1200, burst_seconds=0.05)  # 20/s, a burst of one
 
     async def go():
         await asyncio.gather(*(limiter.acquire() for _ in range(11)))
 
-    assert 0.45 <= run_timed(go()) <= 1.5  # ten waits of 50 ms
+    assert clock.run(go()) == pytest.approx(0.5)  # the first at once, then ten waits of 50 ms
+    assert clock.sleeps == pytest.approx([0.05] * 10)
 
 
-def test_tokens_per_minute_count_the_real_usage():
+def test_tokens_per_minute_count_the_real_usage(monkeypatch):
+    clock = FakeClock(monkeypatch)
     limiter = RateLimiter(tokens_per_minute=6000, burst_seconds=0.1)  # 100 tokens/s, bucket of 10
 
     async def go():
@@ -27,11 +46,14 @@ def test_tokens_per_minute_count_the_real_usage():
             await limiter.acquire(tokens=5)
             limiter.settle(estimated=5, actual=25)  # each request really used 25 tokens
 
-    assert 0.4 <= run_timed(go()) <= 1.5  # ~50 tokens of debt at 100/s
+    # 10 -> 5 -> -15 after the first; the second waits for 20 tokens (0.2 s), the third for 25 (0.25 s)
+    assert clock.run(go()) == pytest.approx(0.45)
+    assert clock.sleeps == pytest.approx([0.2, 0.25])
 
 
-def test_no_limits_never_wait():
-    assert run_timed(RateLimiter().acquire(requests=100, tokens=10**6)) < 0.05
+def test_no_limits_never_wait(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    assert clock.run(RateLimiter().acquire(requests=100, tokens=10**6)) == 0 and clock.sleeps == []
 
 
 class RateLimited(Exception):
