@@ -45,7 +45,7 @@ class RateLimiter:
                 need = min(tokens, self._max_tokens)  # a request larger than the bucket waits for a full one
                 if self.tpm and self._tokens < need:
                     wait = max(wait, (need - self._tokens) * 60 / self.tpm)
-                if wait <= 0:
+                if wait <= 1e-9:  # a rounding error's worth: a clock may not even advance by it
                     self._requests -= requests if self.rpm else 0
                     self._tokens -= tokens if self.tpm else 0
                     return

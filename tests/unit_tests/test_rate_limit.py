@@ -9,11 +9,13 @@ class FakeClock:
     """The limiter's clock and sleep: sleeping moves the clock at once, so the waits are exact and take no time."""
 
     def __init__(self, monkeypatch):
+        from types import SimpleNamespace
+
         from kard_chain.teacher import rate_limit
 
-        self.now, self.sleeps = 1000.0, []
-        monkeypatch.setattr(rate_limit.time, "monotonic", lambda: self.now)
-        monkeypatch.setattr(rate_limit.asyncio, "sleep", self.sleep)
+        self.now, self.sleeps = 1000.0, []  # only the limiter's module sees the fakes, not the event loop
+        monkeypatch.setattr(rate_limit, "time", SimpleNamespace(monotonic=lambda: self.now))
+        monkeypatch.setattr(rate_limit, "asyncio", SimpleNamespace(sleep=self.sleep, Lock=asyncio.Lock))
 
     async def sleep(self, seconds):
         self.sleeps.append(seconds)
