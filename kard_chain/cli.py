@@ -311,7 +311,8 @@ def _add_start_commands(sub) -> None:
 
     p = sub.add_parser("demo", help="the whole method end to end on a synthetic world, offline (start here); a shortcut "
                        "to kard run recipes/demo-SIZE.toml")
-    p.add_argument("--size", choices=["tiny", "small", "medium"], default="small", help="world size (small: about 10 minutes on 2 cores; tiny: under a minute)")
+    p.add_argument("--size", choices=["tiny", "mini", "small", "medium"], default="small",
+                   help="world size (small: about 10 minutes on 2 cores; tiny: under a minute; mini: the method's claim in about a minute)")
     p.add_argument("--out", help="output folder (default kard-demo-SIZE); a rerun reuses finished stages")
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the models and the data order")
     p.add_argument("--steps", type=POSITIVE_INT, help="training steps per student (default: the recipe's)")
@@ -494,13 +495,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kard`` console script."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "quiet", False):
-        from kard_chain.progress import set_quiet
+    from kard_chain.progress import QUIET_ENV, set_quiet
 
+    args = build_parser().parse_args(argv)
+    saved = {name: os.environ.get(name) for name in (QUIET_ENV, "TQDM_DISABLE")}  # restored on return: main() may run in-process
+    if getattr(args, "quiet", False):
         set_quiet()
     if getattr(args, "quiet", False) or not sys.stderr.isatty():
         os.environ.setdefault("TQDM_DISABLE", "1")  # the libraries' own bars (model loading...) as well
+    try:
+        return _run(args)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; bad input and a diverged loss become one line on stderr and an exit status."""
     try:
         return args.fn(args)
     except (KardDataError, ValueError, OSError) as e:  # bad input or usage (a missing file, folder or model): one line
