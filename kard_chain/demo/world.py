@@ -82,6 +82,7 @@ class WorldSize:
 
 SIZES = {
     "tiny": WorldSize(places=16, organisms=24, people=24),
+    "mini": WorldSize(places=40, organisms=80, people=80),
     "small": WorldSize(places=120, organisms=300, people=300),
     "medium": WorldSize(places=300, organisms=900, people=900),
 }

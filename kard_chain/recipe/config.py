@@ -32,7 +32,7 @@ class DatasetSpec(Section):
     """demo (the synthetic world), strategyqa, obqa, medqa, or jsonl (any JSONL file, mapped by ``fields``)."""
     data_dir: Path | None = None
     """The dataset's folder or file (every loader but demo)."""
-    size: Literal["tiny", "small", "medium"] = "small"
+    size: Literal["tiny", "mini", "small", "medium"] = "small"
     """demo: the world's size."""
     train_split: str = "train"
     """Split the teacher explains and the students train on."""
