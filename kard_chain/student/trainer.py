@@ -65,6 +65,11 @@ class Collator:
         self.tok, self.seq2seq, self.max_source, self.max_target = tokenizer, is_seq2seq, max_source, max_target
         self.answer_weight = answer_weight
 
+    @classmethod
+    def for_config(cls, config: StudentTrainingConfig, tokenizer, is_seq2seq: bool) -> Collator:
+        """The collator a training config describes (its truncation and answer weight)."""
+        return cls(tokenizer, is_seq2seq, config.max_source_tokens, config.max_target_tokens, config.answer_weight)
+
     def __call__(self, batch: list[StudentPair]) -> dict:
         import torch
 
@@ -188,9 +193,7 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
     scheduler = linear_schedule(optimizer, config, total)
     start = resume_state(checkpoints, optimizer, scheduler, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    task = _StudentTask(model, tokenizer, Collator(tokenizer, is_seq2seq, config.max_source_tokens, config.max_target_tokens,
-                                                      config.answer_weight),
-                        accelerator, config)
+    task = _StudentTask(model, tokenizer, Collator.for_config(config, tokenizer, is_seq2seq), accelerator, config)
     run = run_loop(config, task, pairs, accelerator, model, optimizer, scheduler, start_step=start, total=total,
                    desc=f"train {config.method}", show_progress=show_progress)
     accelerator.wait_for_everyone()
