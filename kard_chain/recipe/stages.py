@@ -31,7 +31,8 @@ NOT_CONTENT = {"teacher.concurrency", "teacher.timeout", "teacher.max_retries"}
 def section(recipe: Recipe, name: str, *, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """A recipe section as dotted keys (``teacher.n``...), without ``drop`` and keys that do not change content."""
     keys = flatten(recipe.model_dump(mode="json")[name], f"{name}.")
-    return {k: v for k, v in keys.items() if k not in NOT_CONTENT and not any(k.startswith(f"{name}.{d}") for d in drop)}
+    dropped = tuple(f"{name}.{d}" for d in drop)  # a dropped key and what is nested in it, never a longer name it prefixes
+    return {k: v for k, v in keys.items() if k not in NOT_CONTENT and not any(k == d or k.startswith((f"{d}.", f"{d}[")) for d in dropped)}
 
 
 def slug(variant: str) -> str:

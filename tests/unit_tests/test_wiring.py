@@ -120,3 +120,36 @@ def test_a_recorded_setting_changes_what_training_builds(world, field):
 @pytest.mark.parametrize("field", sorted(set(CHANGED) - TRAINING_ONLY))
 def test_a_recorded_setting_changes_the_chain_load_kard_chain_serves(world, field):
     assert served_by(world, None) != served_by(world, field), f"{field} is recorded but serving ignores it"
+
+
+STRUCTURE = {
+    "out": "where the run's report goes",
+    "cache": "where the stage folders go",
+    "knowledge.chroma": "whether the chroma stage exists",
+    "reranker.enabled": "whether the candidates and reranker stages exist",
+    "students.methods": "which student stages exist",
+    "evaluation.serve": "which evaluation stages exist",
+    "evaluation.editing": "whether the edit stages exist",
+    "teacher.base_url": "where the teacher is reached; the rationales are named by teacher.model",
+    "teacher.concurrency": "how fast the teacher is asked, not what it writes",
+    "teacher.max_retries": "how fast the teacher is asked, not what it writes",
+    "teacher.timeout": "how fast the teacher is asked, not what it writes",
+}
+"""Recipe keys that choose which stages exist or how they run, not what a stage makes: they name no stage's hash."""
+
+
+def test_every_recipe_key_reaches_the_hash_of_a_stage_that_uses_it():
+    """A key that changes what a stage makes must be in that stage's keys, or a changed recipe reuses the old
+    artefact (``reranker.candidates_per_set`` was dropped with ``reranker.candidates``: a prefix match)."""
+    from kard_chain.recipe.config import recipe_fields
+    from kard_chain.recipe.graph import flatten
+    from kard_chain.recipe.loading import load_recipe, recipes_root
+    from kard_chain.recipe.stages import build_stages
+
+    hashed = set()
+    for file in sorted(recipes_root().glob("*.toml")):
+        recipe = load_recipe(file, ['out="/nonexistent/run"'])
+        hashed |= {key for stage in build_stages(recipe) for key in flatten(stage.keys)}
+    keys = {name for name, _, _ in recipe_fields()}
+    assert keys - hashed == set(STRUCTURE)
+    assert not set(STRUCTURE) & hashed
