@@ -44,6 +44,7 @@ from kard_chain.records import Example
 from kard_chain.retrievers.bridge import ROUND, interleave_rounds
 from kard_chain.runnables import cheap_step
 from kard_chain.student.format import StudentFormatter, as_passage
+from kard_chain.student.sampling import StudentCallError, asample_n, describe, sample_n
 from kard_chain.student.settings import StudentSettings, saved_settings
 
 
@@ -99,6 +100,8 @@ class _SampleAndVote(_Batched):
                 cited["round"] = d.metadata[ROUND]
             passages.append(cited)
         out = {"answer": answer, "votes": votes, "rationales": rationales, "passages": passages}
+        if len(generations) < self.n:  # a vote over fewer samples than asked says so
+            out["samples"] = {"asked": self.n, "got": len(generations), "from": describe(self.llm)}
         if "draft" in x:
             out["draft"] = x["draft"]
         return out
@@ -106,8 +109,11 @@ class _SampleAndVote(_Batched):
     def _run(self, inputs: list[dict], run_manager: list) -> list[dict]:
         # one generate call for the batch, traced under the first input's run
         prompts = [self._prompt(x) for x in inputs]
-        result = self.llm.generate([p for p, _ in prompts], n=self.n, callbacks=run_manager[0].get_child())
-        return [self._result(x, docs, gens) for x, (_, docs), gens in zip(inputs, prompts, result.generations)]
+        try:
+            samples = sample_n(self.llm, [p for p, _ in prompts], self.n, callbacks=run_manager[0].get_child())
+        except StudentCallError as e:
+            raise StudentCallError(f"question {inputs[e.index]['question']!r}: {e}", e.index) from e
+        return [self._result(x, docs, gens) for x, (_, docs), gens in zip(inputs, prompts, samples)]
 
     def _batch(self, inputs: list[dict], config: Any, return_exceptions: bool) -> list:
         return self._batch_with_config(self._run, inputs, config, return_exceptions=return_exceptions)
@@ -115,8 +121,11 @@ class _SampleAndVote(_Batched):
     async def ainvoke(self, input: dict, config: RunnableConfig | None = None, **kwargs: Any) -> dict:
         async def run(x: dict, run_manager) -> dict:
             prompt, docs = self._prompt(x)
-            result = await self.llm.agenerate([prompt], n=self.n, callbacks=run_manager.get_child())
-            return self._result(x, docs, result.generations[0])
+            try:
+                samples = await asample_n(self.llm, [prompt], self.n, callbacks=run_manager.get_child())
+            except StudentCallError as e:
+                raise StudentCallError(f"question {x['question']!r}: {e}", 0) from e
+            return self._result(x, docs, samples[0])
 
         return await self._acall_with_config(run, input, config)
 
@@ -182,8 +191,10 @@ def build_kard_chain(
 
     ``k`` passages from ``retriever`` go into the student's input (default: the ``k`` the
     student was trained with, else 3), and the retriever is asked for ``k`` on every call;
-    ``n`` rationales are sampled and voted on. ``llm`` is
-    any LangChain LLM that returns several generations per prompt for ``n`` (:class:`T5LLM`).
+    ``n`` rationales are sampled and voted on. ``llm`` is the student: an in-process one (:class:`T5LLM`,
+    :class:`DecoderLLM`) or any LangChain LLM or chat model serving it, such as ``OpenAI(base_url=...)`` in front of
+    vLLM (:mod:`kard_chain.student.sampling`); a vote over fewer samples than ``n`` carries
+    ``"samples": {"asked", "got", "from"}``.
     ``draft``: a second retrieval round with the student's draft rationale (``"draft"``) or the
     question and the draft (``"question+draft"``); ``None`` (default) is the paper's one round.
     """

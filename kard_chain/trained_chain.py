@@ -79,6 +79,7 @@ def load_kard_chain(
     index: str | Path | BaseRetriever | None = None,
     reranker: str | Path | Any | None = None,
     vectors: str | Path | Any | None = None,
+    served_by: Any = None,
     **overrides: Any,
 ) -> Runnable:
     """The chain a trained student calls for: KARD over ``index`` (reranked when ``reranker`` is given), or the
@@ -87,7 +88,9 @@ def load_kard_chain(
     ``student`` is a folder saved by ``kard train-student`` (or a :class:`T5LLM` loaded from one), or a
     ``kard run`` output folder: its KARD student over its index, reranked where the recipe served a reranker;
     ``index`` a BM25 index folder or any LangChain retriever (the first stage); ``reranker`` a
-    trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors.
+    trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors; ``served_by`` any
+    LangChain LLM or chat model serving the folder's weights (``OpenAI(base_url=...)`` in front of ``vllm serve
+    FOLDER``): the folder then gives the settings and the tokenizer, and no weights are loaded here.
     Overrides: ``n``, ``temperature``, ``max_new_tokens``, ``top_p``, ``top_k``, ``do_sample``,
     ``batch_size``, ``device``, ``dtype``, ``k`` (passages read), ``candidates`` (first-stage
     passages for the reranker, default 100), ``first_stage_weight`` (z(BM25) beside z(reranker),
@@ -99,6 +102,9 @@ def load_kard_chain(
     from kard_chain.student.format import StudentFormatter
 
     _check_overrides(overrides)
+    unused = sorted(k for k in (*LLM_FIELDS, "device", "dtype") if overrides.get(k) is not None and k != "n")
+    if served_by is not None and unused:
+        raise TypeError(f"{unused} set the in-process student: set them on the served model instead")
     if isinstance(student, (str, Path)) and (Path(student) / RUN_FILE).is_file():
         student, index, reranker, overrides = _from_run(Path(student), index, reranker, overrides)
     folder = Path(student if isinstance(student, (str, Path)) else student.model_id)
@@ -117,9 +123,15 @@ def load_kard_chain(
         raise ValueError("first_stage_weight weighs BM25 beside a reranker: give a reranker too, or leave it out")
     chosen = {key: overrides[key] for key in ("method", "k") if overrides.get(key) is not None}
     settings = StudentSettings.model_validate({**settings.model_dump(), **chosen})
-    llm = load_student_llm(folder, settings, **overrides) if isinstance(student, (str, Path)) else student
+    if served_by is not None:
+        from transformers import AutoTokenizer
+
+        llm, tokenizer = served_by, AutoTokenizer.from_pretrained(str(folder))  # the passage budget counts its tokens
+    else:
+        llm = load_student_llm(folder, settings, **overrides) if isinstance(student, (str, Path)) else student
+        tokenizer = getattr(llm, "tokenizer", None)
     n = overrides.get("n") or 5
-    formatter = StudentFormatter.from_settings(settings, getattr(llm, "tokenizer", None))
+    formatter = StudentFormatter.from_settings(settings, tokenizer)
     if settings.method != "kard":
         return build_rd_chain(llm, n=n, formatter=formatter)
     if index is None:

@@ -1,6 +1,7 @@
 """A small local server speaking OpenAI's chat-completions protocol, with injected faults.
 
-It answers ``POST /v1/chat/completions`` with ``n`` choices. The answer it writes is the one
+It answers ``POST /v1/chat/completions`` with ``n`` choices; given ``complete`` it is a served student instead,
+answering ``/v1/completions`` and ``/v1/chat/completions`` with ``complete(prompt, choice index)``. The answer it writes is the one
 the prompt gives as "Correct answer: ..." (rationalize mode), else "yes"; each choice's text
 depends only on the question and the choice index, so reruns give the same records. Faults
 are drawn per request from a seeded generator: 429 with Retry-After, 500, a hang past the
@@ -23,6 +24,7 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 
@@ -42,6 +44,8 @@ class FakeOpenAIServer:
         retry_after: float = 0.05,
         status: int | None = None,
         answer_limit: int | None = None,
+        complete: Callable[[str, int], str] | None = None,
+        ignore_n: bool = False,
         seed: int = 0,
     ) -> None:
         self.latency, self.hang_seconds, self.retry_after = latency, hang_seconds, retry_after
@@ -51,6 +55,9 @@ class FakeOpenAIServer:
         """``"malformed"``, ``"wrong"`` or ``"right"`` per (question, choice index)."""
         self.status = status
         self.answer_limit = answer_limit
+        self.complete, self.ignore_n = complete, ignore_n
+        """``complete(prompt, choice index)`` writes each choice (a served student); ``ignore_n``: one choice per
+        request whatever ``n`` asks (as llama.cpp's server)."""
         """After this many answers every request is held unanswered until the server stops (``counts["held"]``)."""
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
@@ -120,7 +127,7 @@ class FakeOpenAIServer:
             writer.close()
 
     async def _respond(self, request_line: str, body: bytes) -> tuple[int, dict[str, str], Any]:
-        if "/chat/completions" not in request_line:
+        if "/completions" not in request_line:
             return 404, {}, {"error": {"message": "not found", "type": "invalid_request_error"}}
         self.counts["requests"] += 1
         self.active += 1
@@ -144,9 +151,32 @@ class FakeOpenAIServer:
                 self.counts["held"] += 1
                 await asyncio.sleep(10**6)  # cancelled when the server stops
             request = json.loads(body)
+            if self.complete is not None:
+                return 200, {}, self._served(request, chat="/chat/completions" in request_line)
+            if "/chat/completions" not in request_line:
+                return 404, {}, {"error": {"message": "not found", "type": "invalid_request_error"}}
             return 200, {}, self._completion(request)
         finally:
             self.active -= 1
+
+    def _served(self, request: dict[str, Any], chat: bool) -> dict[str, Any]:
+        """A served student's answer: ``complete(prompt, i)`` for each of the ``n`` choices (one if ``ignore_n``)."""
+        assert self.complete is not None
+        prompt = request["messages"][-1]["content"] if chat else request["prompt"]
+        prompt = prompt[0] if isinstance(prompt, list) else prompt
+        n = 1 if self.ignore_n else int(request.get("n") or 1)
+        self.counts["200"] += 1
+        self.questions[prompt] += 1
+        start = self.questions[prompt] - 1 if self.ignore_n else 0  # asked again for one more: the next choice
+        texts = [self.complete(prompt, start + i) for i in range(n)]
+        if chat:
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} for i, t in enumerate(texts)]
+        else:
+            choices = [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+        return {"id": f"cmpl-{self.counts['200']}", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                "model": request.get("model", "fake"), "choices": choices,
+                "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": sum(map(len, texts)) // 4,
+                          "total_tokens": (len(prompt) + sum(map(len, texts))) // 4}}
 
     def _completion(self, request: dict[str, Any]) -> dict[str, Any]:
         messages = request["messages"]
