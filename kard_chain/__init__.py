@@ -42,10 +42,12 @@ _EXPORTS = {  # public name -> module: the one list of what kard_chain exports
     "build_rd_chain": "kard_chain.chains",
     "build_teacher_chain": "kard_chain.teacher.chain",
     "dataset_names": "kard_chain.datasets",
+    "knowledge_middleware": "kard_chain.agent_tools",
     "load_dataset": "kard_chain.datasets",
     "load_kard_chain": "kard_chain.trained_chain",
     "load_passages": "kard_chain.knowledge",
     "load_teacher_prompts": "kard_chain.teacher.prompts",
+    "retrieval_tool": "kard_chain.agent_tools",
     "train_reranker": "kard_chain.reranker.trainer",
     "train_student": "kard_chain.student.trainer",
 }

@@ -11,7 +11,8 @@ def test_public_api():
         "KardRerankerCompressor", "Passage", "PassageVectors", "Rationale", "RationaleCache", "RerankerTrainingConfig",
         "RerankingRetriever", "StudentFormatter", "StudentTrainingConfig", "T5LLM", "TeacherRecord", "TransformerEmbeddings",
         "answer_tool", "build_index", "build_kard_chain", "build_rd_chain", "build_teacher_chain", "dataset_names",
-        "load_dataset", "load_kard_chain", "load_passages", "load_teacher_prompts", "train_reranker", "train_student",
+        "knowledge_middleware", "load_dataset", "load_kard_chain", "load_passages", "load_teacher_prompts", "retrieval_tool",
+        "train_reranker", "train_student",
     ]
     for name in kard_chain.__all__:
         assert getattr(kard_chain, name) is not None
