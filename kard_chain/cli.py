@@ -214,12 +214,66 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asked(args: argparse.Namespace) -> list[dict]:
+    """The questions to answer: the argument with its ``--option``s, or JSON lines from standard input (``-``)."""
+    if args.question != "-":
+        options = {}
+        for i, given in enumerate(args.option or []):
+            letter, sep, text = given.partition("=")
+            if not sep or not text.strip():
+                raise ValueError(f"--option {given!r}: write LETTER=TEXT, e.g. --option A='a potter'")
+            options[letter.strip() or chr(65 + i)] = text.strip()
+        return [{"question": args.question, "options": options or None}]
+    if args.option:
+        raise ValueError("--option goes with a question on the command line; on standard input each JSON line has 'options'")
+    asked = []
+    for number, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"standard input, line {number}: not JSON ({e.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise ValueError(f"standard input, line {number}: field 'question' (a string) is missing")
+        if record.get("options") is not None and not isinstance(record["options"], dict):
+            raise ValueError(f"standard input, line {number}: field 'options' must map letters to texts")
+        asked.append({"question": record["question"], "options": record.get("options")})
+    return asked
+
+
+def _check_form(student: str, asked: list[dict]) -> None:
+    """Refuse a question whose form (with or without options) the student never trained on."""
+    from pathlib import Path
+
+    from kard_chain.student.settings import STUDENT_CONFIG
+
+    file = Path(student) / STUDENT_CONFIG
+    forms = json.loads(file.read_text()).get("question_forms") if file.is_file() else None
+    if not forms:  # an older student, a run folder or a plain model: nothing recorded
+        return
+    for q in asked:
+        if not q["options"] and not forms.get("no_options"):
+            raise ValueError(f"the student was trained on questions with options only, and {q['question']!r} has none: "
+                             "pass them, e.g. --option A='a potter' --option B='a miner' (or \"options\" in each JSON line)")
+        if q["options"] and not forms.get("options"):
+            raise ValueError(f"the student was trained on questions without options (yes/no), and {q['question']!r} has "
+                             "options: ask it without --option")
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     import torch
 
+    asked = _asked(args)
+    _check_form(args.student, asked)
     chain = _student_chain(args)
+    if args.question == "-":  # scripts: one JSON line per question
+        for q in asked:
+            torch.manual_seed(args.seed)
+            print(json.dumps({"question": q["question"], **chain.invoke(q)}), flush=True)
+        return 0
     torch.manual_seed(args.seed)
-    result = chain.invoke(args.question)
+    result = chain.invoke(asked[0])
     if "draft" in result:
         print(f"  draft: {result['draft']}")
     for rank, p in enumerate(result["passages"], 1):
@@ -456,7 +510,10 @@ def _add_serving_commands(sub) -> None:
 
     p = sub.add_parser("ask", help="answer one question with a trained student, showing passages and rationales")
     _add_student_flags(p)
-    p.add_argument("question", help="the question (quote it)")
+    p.add_argument("question", help="the question (quote it); '-' reads JSON lines {\"question\", \"options\"} from standard "
+                                    "input and prints one JSON answer per line")
+    p.add_argument("--option", action="append", metavar="LETTER=TEXT",
+                   help="an answer option, repeated: --option A='a potter' --option B='a miner'")
     p.set_defaults(fn=cmd_ask)
 
 

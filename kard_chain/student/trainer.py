@@ -14,6 +14,7 @@ has it, optional gradient checkpointing, and at the end ``output_dir/final``: ``
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def build_pairs(config: StudentTrainingConfig, tokenizer=None, show_progress: bo
         counterfactual=config.counterfactual,
         yes_no_counterfactual=config.yes_no_counterfactual, show_progress=show_progress,
     )
+
+
+def question_forms(pairs: list[StudentPair], formatter) -> dict[str, int]:
+    """How many training inputs listed options and how many did not (yes/no or open questions): serving refuses a
+    form the student never saw (``kard ask`` without options for a student trained on options only)."""
+    marker = formatter.prompt.options.split("{", 1)[0]
+    with_options = sum(marker in p.source for p in pairs)
+    return {"options": with_options, "no_options": len(pairs) - with_options}
 
 
 class Collator:
@@ -199,7 +208,8 @@ def train_student(config: StudentTrainingConfig, show_progress: bool = True) -> 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and (run.steps or not (out / "final" / STUDENT_CONFIG).is_file()):  # a rerun changes nothing
         task.save_weights(out / "final")
-        atomic_write_text(out / "final" / STUDENT_CONFIG, config.model_dump_json(indent=2))
+        record = {**config.model_dump(mode="json"), "question_forms": question_forms(pairs, formatter_for(config, tokenizer))}
+        atomic_write_text(out / "final" / STUDENT_CONFIG, json.dumps(record, indent=2))
         share_like_other_files(out / "final")
     first, last = run.loss_window(config.log_every)
     metrics = {

@@ -74,6 +74,7 @@ def test_saved_student_loads_with_its_config_and_the_kv_cache_on(setup):
     final = out / "final"
     saved = json.loads((final / "kard_student.json").read_text())
     assert saved["method"] == "kard" and saved["k"] == 1
+    assert saved["question_forms"] == {"options": 240, "no_options": 0}  # every copy-task question lists options
     llm = T5LLM.from_pretrained(final, do_sample=False, max_new_tokens=8)
     assert llm.model.config.use_cache is True
     from transformers import AutoModelForSeq2SeqLM

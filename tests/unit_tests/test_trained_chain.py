@@ -290,3 +290,35 @@ def test_kard_evaluate_refuses_to_resume_an_evaluation_made_with_another_reranke
     capsys.readouterr()
     assert main([*args, "--reranker", str(tmp_path / "r2")]) == 2
     assert "reranker" in capsys.readouterr().err and (tmp_path / "e.jsonl").read_bytes() == before
+
+
+def test_kard_ask_takes_options_and_json_lines_and_refuses_a_form_the_student_never_saw(student_folders, monkeypatch, capsys, tmp_path):
+    import io
+    import shutil
+
+    from kard_chain import cli
+
+    tmp, test = student_folders
+    folder = tmp_path / "options-only"
+    shutil.copytree(tmp / "kard", folder)
+    saved = json.loads((folder / "kard_student.json").read_text())
+    (folder / "kard_student.json").write_text(json.dumps({**saved, "question_forms": {"options": 12, "no_options": 0}}))
+    llm = ScriptedLLM(texts=["It is blue. So the answer is (B) blue."], prompts=[])
+    monkeypatch.setattr(cli, "_student_chain", lambda args: build_kard_chain(BM25Retriever.load(tmp / "index"), llm, k=1, n=3))
+    base = ["ask", "--student", str(folder), "--index", str(tmp / "index")]
+
+    assert cli.main([*base, "What colour is the zorb?"]) == 2  # the form it never trained on
+    assert "trained on questions with options only" in capsys.readouterr().err and llm.prompts == []
+    assert cli.main([*base, "What colour is the zorb?", "--option", "A=red", "--option", "B=blue"]) == 0
+    assert "answer: B" in capsys.readouterr().out and "options: (A) red (B) blue" in llm.prompts[-1]
+    assert cli.main([*base, "What colour?", "--option", "red"]) == 2 and "LETTER=TEXT" in capsys.readouterr().err
+
+    lines = [{"question": "What colour is the zorb?", "options": {"A": "red", "B": "blue"}}, {"question": "Is it?", "options": {"A": "green", "B": "blue"}}]
+    monkeypatch.setattr("sys.stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines)))
+    assert cli.main([*base, "-"]) == 0
+    answered = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(a["question"], a["answer"], a["votes"]) for a in answered] == [(x["question"], "B", {"B": 3}) for x in lines]
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"question": "Is it?"}\n'))
+    assert cli.main([*base, "-"]) == 2 and "'Is it?' has none" in capsys.readouterr().err  # refused before any answer
+    monkeypatch.setattr("sys.stdin", io.StringIO('{"question": "Is it?", "options": {"A": "x"}}\n{"options": {}}\n'))
+    assert cli.main([*base, "-"]) == 2 and "standard input, line 2: field 'question'" in capsys.readouterr().err
