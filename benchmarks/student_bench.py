@@ -11,7 +11,7 @@ one token and the lengths below are exact.
    loop (pre-tokenised tensors, forward, backward, AdamW step). Goal: trainer within 10%.
 2. Inference, n samples of up to ``--max-new-tokens`` tokens per question: seconds per question
    of ``build_kard_chain(...).invoke`` and of its parts called by hand (BM25 retrieval,
-   formatting, ``T5LLM.generate``, parsing and voting). The same seed before each, so both
+   formatting, ``Seq2SeqStudentLLM.generate``, parsing and voting). The same seed before each, so both
    draw the same samples. Goal: chain overhead under 10%.
 """
 
@@ -84,7 +84,7 @@ def bench_training(folder: Path, work: Path, vocab: list[str], steps: int, batch
 
 
 def bench_chain(folder: Path, work: Path, vocab: list[str], questions: int, n: int, max_new_tokens: int, k: int) -> tuple[float, float, dict]:
-    from kard_chain import T5LLM, BM25Retriever, Passage, build_kard_chain
+    from kard_chain import Seq2SeqStudentLLM, BM25Retriever, Passage, build_kard_chain
     from kard_chain.answers import majority_vote, parse_answer
     from kard_chain.chains import default_formatter
 
@@ -92,7 +92,7 @@ def bench_chain(folder: Path, work: Path, vocab: list[str], questions: int, n: i
     passages = [Passage(id=f"p{i}", title=words(rng, 2, vocab), text=words(rng, 90, vocab)) for i in range(2000)]
     retriever = BM25Retriever.build(passages, work / "index", k=k, overwrite=True)
     retriever = BM25Retriever.load(work / "index", k=k)
-    llm = T5LLM.from_pretrained(folder, n=n, max_new_tokens=max_new_tokens, temperature=0.7)
+    llm = Seq2SeqStudentLLM.from_pretrained(folder, n=n, max_new_tokens=max_new_tokens, temperature=0.7)
     qs = [words(rng, 12, vocab) + " ?" for _ in range(questions)]
     chain = build_kard_chain(retriever, llm, k=k, n=n)
     formatter = default_formatter(llm)

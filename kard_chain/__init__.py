@@ -17,7 +17,7 @@ _EXPORTS = {  # public name -> module: the one list of what kard_chain exports
     "BM25Tokenizer": "kard_chain.bm25.tokenizer",
     "BridgeRetriever": "kard_chain.retrievers.bridge",
     "ChromaRetriever": "kard_chain.retrievers.chroma",
-    "DecoderLLM": "kard_chain.student.llm",
+    "CausalStudentLLM": "kard_chain.student.llm",
     "Example": "kard_chain.records",
     "HashingEmbeddings": "kard_chain.embeddings",
     "HuggingFaceChatModel": "kard_chain.teacher.huggingface",
@@ -33,7 +33,7 @@ _EXPORTS = {  # public name -> module: the one list of what kard_chain exports
     "RerankingRetriever": "kard_chain.retrievers.reranking",
     "StudentFormatter": "kard_chain.student.format",
     "StudentTrainingConfig": "kard_chain.student.config",
-    "T5LLM": "kard_chain.student.llm",
+    "Seq2SeqStudentLLM": "kard_chain.student.llm",
     "TeacherRecord": "kard_chain.teacher.cache",
     "TransformerEmbeddings": "kard_chain.embeddings",
     "answer_tool": "kard_chain.chains",
@@ -56,6 +56,8 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("T5LLM", "DecoderLLM"):  # renamed: importable, with a DeprecationWarning, until the next release
+        return getattr(importlib.import_module("kard_chain.student.llm"), name)
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

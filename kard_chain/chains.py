@@ -1,7 +1,7 @@
 """The KARD inference chain: retrieve -> format -> sample n rationales -> parse -> majority vote.
 
-    from kard_chain import BM25Retriever, T5LLM, build_kard_chain
-    chain = build_kard_chain(BM25Retriever.load("index/"), T5LLM.from_pretrained("student/final"), k=3, n=5)
+    from kard_chain import BM25Retriever, Seq2SeqStudentLLM, build_kard_chain
+    chain = build_kard_chain(BM25Retriever.load("index/"), Seq2SeqStudentLLM.from_pretrained("student/final"), k=3, n=5)
     chain.invoke("Could a goat be a source of cheese?")
     # {"answer": "yes", "votes": {"yes": 4, "no": 1}, "rationales": [...], "passages": [{"id": ...}, ...]}
 
@@ -191,8 +191,8 @@ def build_kard_chain(
 
     ``k`` passages from ``retriever`` go into the student's input (default: the ``k`` the
     student was trained with, else 3), and the retriever is asked for ``k`` on every call;
-    ``n`` rationales are sampled and voted on. ``llm`` is the student: an in-process one (:class:`T5LLM`,
-    :class:`DecoderLLM`) or any LangChain LLM or chat model serving it, such as ``OpenAI(base_url=...)`` in front of
+    ``n`` rationales are sampled and voted on. ``llm`` is the student: an in-process one (:class:`Seq2SeqStudentLLM`,
+    :class:`CausalStudentLLM`) or any LangChain LLM or chat model serving it, such as ``OpenAI(base_url=...)`` in front of
     vLLM (:mod:`kard_chain.student.sampling`); a vote over fewer samples than ``n`` carries
     ``"samples": {"asked", "got", "from"}``.
     ``draft``: a second retrieval round with the student's draft rationale (``"draft"``) or the

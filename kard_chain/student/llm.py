@@ -1,7 +1,7 @@
 """The student as a LangChain LLM: a local T5 / Flan-T5 (any seq2seq model), or a decoder-only sibling.
 
-    from kard_chain import T5LLM
-    llm = T5LLM.from_pretrained("student/", n=5, temperature=0.7)
+    from kard_chain import Seq2SeqStudentLLM
+    llm = Seq2SeqStudentLLM.from_pretrained("student/", n=5, temperature=0.7)
     result = llm.generate(["question: ..."])          # 5 generations for the prompt
     [g.text for g in result.generations[0]]
     llm.invoke("question: ...", n=1, do_sample=False)  # generation parameters per call too
@@ -32,7 +32,7 @@ from kard_chain.errors import MissingExtraError
 GENERATION_KEYS = ("n", "max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "logprobs")
 
 
-class T5LLM(BaseLLM):
+class Seq2SeqStudentLLM(BaseLLM):
     """A local sequence-to-sequence student (``AutoModelForSeq2SeqLM``) serving LangChain calls."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
@@ -209,7 +209,7 @@ class T5LLM(BaseLLM):
             yield GenerationChunk(text="")
 
 
-class DecoderLLM(T5LLM):
+class CausalStudentLLM(Seq2SeqStudentLLM):
     """A decoder-only student (``AutoModelForCausalLM``, as the paper's OPT runs); same fields and calls."""
 
     auto_class: ClassVar[str] = "AutoModelForCausalLM"
@@ -243,3 +243,16 @@ def _sum_label_logprobs(logits, labels, eos_id: int | None) -> list[float]:
         ended_before = torch.cumsum(labels == eos_id, dim=1) - (labels == eos_id).long()
         token = token * (ended_before == 0)
     return token.sum(dim=1).tolist()
+
+
+RENAMED = {"T5LLM": "Seq2SeqStudentLLM", "DecoderLLM": "CausalStudentLLM"}
+"""Old names, importable with a DeprecationWarning until the next release."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in RENAMED:
+        import warnings
+
+        warnings.warn(f"{name} is now {RENAMED[name]}; the old name goes in the next release", DeprecationWarning, stacklevel=2)
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """``n`` samples per prompt from any LangChain model: the in-process students, a completions LLM or a chat model.
 
-The KARD chain votes over ``n`` rationales per question. The in-process students (:class:`T5LLM`, :class:`DecoderLLM`)
+The KARD chain votes over ``n`` rationales per question. The in-process students (:class:`Seq2SeqStudentLLM`, :class:`CausalStudentLLM`)
 return them from one ``generate`` call; a student behind an OpenAI-compatible server (vLLM, llama.cpp, TGI) is
 reached with ``langchain_openai.OpenAI`` (completions: the prompt exactly as in training) or ``ChatOpenAI`` (the
 server applies its chat template), each asked for ``n`` choices in one request per prompt. A server that returns
@@ -43,9 +43,9 @@ def describe(model: Any) -> str:
 
 def is_in_process(model: Any) -> bool:
     """Our students and other LLMs that take ``n`` per call and return every sample of a batch at once."""
-    from kard_chain.student.llm import T5LLM
+    from kard_chain.student.llm import Seq2SeqStudentLLM
 
-    return isinstance(model, T5LLM) or (isinstance(model, BaseLLM) and "n" in _generate_params(model) and "n" not in _fields(model))
+    return isinstance(model, Seq2SeqStudentLLM) or (isinstance(model, BaseLLM) and "n" in _generate_params(model) and "n" not in _fields(model))
 
 
 def _fields(model: Any) -> set[str]:

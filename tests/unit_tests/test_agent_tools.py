@@ -33,7 +33,7 @@ def world():
 
 
 def test_the_retrieval_tool_returns_cited_passages_and_the_documents_as_its_artifact(world):
-    test, passages, retriever = world
+    test, _, retriever = world
     ex = test[0]
     expected = retriever.invoke(ex.question, k=2)
     model = RecordingFake(seen=[], messages=iter([

@@ -1,15 +1,17 @@
 import subprocess
 import sys
 
+import pytest
+
 import kard_chain
 
 
 def test_public_api():
     assert kard_chain.__all__ == [
-        "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "BridgeRetriever", "ChromaRetriever", "DecoderLLM", "Example",
+        "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "BridgeRetriever", "CausalStudentLLM", "ChromaRetriever", "Example",
         "HashingEmbeddings", "HuggingFaceChatModel", "HybridRetriever", "KardDataError", "KardReranker",
         "KardRerankerCompressor", "Passage", "PassageVectors", "Rationale", "RationaleCache", "RerankerTrainingConfig",
-        "RerankingRetriever", "StudentFormatter", "StudentTrainingConfig", "T5LLM", "TeacherRecord", "TransformerEmbeddings",
+        "RerankingRetriever", "Seq2SeqStudentLLM", "StudentFormatter", "StudentTrainingConfig", "TeacherRecord", "TransformerEmbeddings",
         "answer_tool", "build_index", "build_kard_chain", "build_rd_chain", "build_teacher_chain", "dataset_names",
         "knowledge_middleware", "load_dataset", "load_kard_chain", "load_passages", "load_teacher_prompts", "retrieval_tool",
         "train_reranker", "train_student",
@@ -18,8 +20,19 @@ def test_public_api():
         assert getattr(kard_chain, name) is not None
 
 
+def test_the_old_student_names_still_import_with_a_deprecation_warning():
+    from kard_chain.student import llm
+
+    for old, new in (("T5LLM", "Seq2SeqStudentLLM"), ("DecoderLLM", "CausalStudentLLM")):
+        with pytest.warns(DeprecationWarning, match=f"{old} is now {new}"):
+            assert getattr(kard_chain, old) is getattr(llm, new)
+        with pytest.warns(DeprecationWarning):
+            getattr(llm, old)  # what "from kard_chain.student.llm import OLD" asks
+        assert old not in kard_chain.__all__
+
+
 def test_import_is_light():
-    code = "import sys, kard_chain; kard_chain.BM25Retriever; kard_chain.build_teacher_chain; kard_chain.RerankingRetriever; kard_chain.build_kard_chain; kard_chain.T5LLM; kard_chain.StudentTrainingConfig; print(sorted(m for m in ('torch', 'transformers', 'chromadb') if m in sys.modules))"
+    code = "import sys, kard_chain; kard_chain.BM25Retriever; kard_chain.build_teacher_chain; kard_chain.RerankingRetriever; kard_chain.build_kard_chain; kard_chain.Seq2SeqStudentLLM; kard_chain.StudentTrainingConfig; print(sorted(m for m in ('torch', 'transformers', 'chromadb') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

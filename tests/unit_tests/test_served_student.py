@@ -131,7 +131,7 @@ def test_load_kard_chain_serves_a_trained_folder_through_a_server(world, tmp_pat
     from kard_chain.student.settings import StudentSettings
     from kard_chain.testing.scratch_models import word_tokenizer
 
-    test, retriever = world
+    test, _ = world
     _, _, passages = copy_task(n_train=4, n_test=12)
     BM25Retriever.build(passages, tmp_path / "index", show_progress=False)
     tok = word_tokenizer([p.text for p in passages] + [e.question for e in test])

@@ -13,9 +13,9 @@ pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from kard_chain import T5LLM, BM25Retriever, build_kard_chain, build_rd_chain  # noqa: E402
+from kard_chain import Seq2SeqStudentLLM, BM25Retriever, build_kard_chain, build_rd_chain  # noqa: E402
 from kard_chain.cli import main as kard  # noqa: E402
-from kard_chain.student.llm import DecoderLLM  # noqa: E402
+from kard_chain.student.llm import CausalStudentLLM  # noqa: E402
 from kard_chain.student.trainer import StudentTrainingConfig, train_student  # noqa: E402
 from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
 from tests.unit_tests.copy_task import write_copy_task  # noqa: E402
@@ -58,8 +58,8 @@ def test_a_student_that_reads_the_passage_answers_unseen_entities_and_one_withou
     tmp, test = setup
     train_student(config(tmp, tmp / "rd", method="rd", max_steps=200), show_progress=False)
     assert kard_student["last_loss"] < kard_student["first_loss"] / 3
-    kard_llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=3, max_new_tokens=24, temperature=0.5)
-    rd_llm = T5LLM.from_pretrained(tmp / "rd" / "final", n=3, max_new_tokens=24, temperature=0.5)
+    kard_llm = Seq2SeqStudentLLM.from_pretrained(tmp / "kard" / "final", n=3, max_new_tokens=24, temperature=0.5)
+    rd_llm = Seq2SeqStudentLLM.from_pretrained(tmp / "rd" / "final", n=3, max_new_tokens=24, temperature=0.5)
     kard_acc = accuracy(build_kard_chain(BM25Retriever.load(tmp / "index"), kard_llm), test)  # k=1 from kard_student.json
     rd_acc = accuracy(build_rd_chain(rd_llm, n=3), test)
     # 40 held-out entities, 4 options: chance is 0.25
@@ -75,7 +75,7 @@ def test_saved_student_loads_with_its_config_and_the_kv_cache_on(setup):
     saved = json.loads((final / "kard_student.json").read_text())
     assert saved["method"] == "kard" and saved["k"] == 1
     assert saved["question_forms"] == {"options": 240, "no_options": 0}  # every copy-task question lists options
-    llm = T5LLM.from_pretrained(final, do_sample=False, max_new_tokens=8)
+    llm = Seq2SeqStudentLLM.from_pretrained(final, do_sample=False, max_new_tokens=8)
     assert llm.model.config.use_cache is True
     from transformers import AutoModelForSeq2SeqLM
 
@@ -154,7 +154,7 @@ def assert_logprobs_score_the_samples(llm, prompts: list[str]):
 
 def test_t5llm_samples_n_per_prompt_in_batches_with_stops_and_streams(setup, kard_student):
     tmp, _ = setup
-    llm = T5LLM.from_pretrained(tmp / "kard" / "final", n=4, max_new_tokens=24, batch_size=2)
+    llm = Seq2SeqStudentLLM.from_pretrained(tmp / "kard" / "final", n=4, max_new_tokens=24, batch_size=2)
     prompts = [f"question: what colour is the {w} ?" for w in ("a", "b", "c")]
     result = llm.generate(prompts)
     assert [len(g) for g in result.generations] == [4, 4, 4]
@@ -181,7 +181,7 @@ def test_decoder_only_student_trains_and_samples(tmp_path, setup):
     tok.save_pretrained(tmp_path / "gpt")
     run = train_student(config(tmp, tmp_path / "out", model=str(tmp_path / "gpt"), method="ft", max_steps=40), show_progress=False)
     assert run["last_loss"] < run["first_loss"]
-    llm = DecoderLLM.from_pretrained(tmp_path / "out" / "final", n=3, max_new_tokens=6)
+    llm = CausalStudentLLM.from_pretrained(tmp_path / "out" / "final", n=3, max_new_tokens=6)
     gens = llm.generate(["question: what colour is the x ?", "question: what ?"]).generations
     assert [len(g) for g in gens] == [3, 3]
     assert_logprobs_score_the_samples(llm, ["question: what colour is the x ?", "question: what ?"])
@@ -202,7 +202,7 @@ def test_generation_ends_at_the_end_token_the_student_learned(monkeypatch):
         gpt.transformer.ln_f.bias.fill_(1.0)
         gpt.lm_head.weight.zero_()
         gpt.lm_head.weight[tok.eos_token_id] = 1.0
-    llm = DecoderLLM(model=gpt.eval(), tokenizer=tok, model_id="engineered", n=1, max_new_tokens=6)
+    llm = CausalStudentLLM(model=gpt.eval(), tokenizer=tok, model_id="engineered", n=1, max_new_tokens=6)
     lengths, generate = [], gpt.generate
 
     def counting_generate(**kw):
@@ -244,13 +244,16 @@ def test_cli_trains_evaluates_and_asks(setup, kard_student, capsys):
     assert len(records) == 10 and {"gold", "votes", "answer", "passage_ids", "correct"} <= set(records[0])
     share = sum(r["correct"] for r in records) / 10
     assert f"accuracy {share:.3f} (95% CI" in printed
-    assert kard(["ask", *args, test[0].question]) == 0
+    assert kard(["ask", *args, test[0].question]) == 2  # trained on options only: asked without them, refused
+    assert "--option A=" in capsys.readouterr().err
+    options = [f"--option={letter}={text}" for letter, text in test[0].options.items()]
+    assert kard(["ask", *args, *options, test[0].question]) == 0
     printed = capsys.readouterr().out
     assert test[0].evidence_ids[0] in printed and "answer: " in printed
-    assert kard(["ask", *args, "--draft", "draft", test[0].question]) == 0
+    assert kard(["ask", *args, *options, "--draft", "draft", test[0].question]) == 0
     printed = capsys.readouterr().out
     assert "  draft: " in printed and "[1] (round 1) " in printed and "answer: " in printed
-    assert kard(["ask", *args, "--bridge", test[0].question]) == 0
+    assert kard(["ask", *args, *options, "--bridge", test[0].question]) == 0
     printed = capsys.readouterr().out
     assert "[1] (round 1) " in printed and "  draft: " not in printed and "answer: " in printed
 

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from kard_chain import BM25Retriever, load_kard_chain  # noqa: E402
-from kard_chain.demo.world import build_world  # noqa: E402
-from kard_chain.prompt_files import prompts_root  # noqa: E402
-from kard_chain.student.config import StudentTrainingConfig  # noqa: E402
-from kard_chain.student.settings import STUDENT_CONFIG, StudentSettings  # noqa: E402
-from kard_chain.student.trainer import Collator, build_pairs  # noqa: E402
-from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer  # noqa: E402
+from kard_chain import BM25Retriever, load_kard_chain
+from kard_chain.demo.world import build_world
+from kard_chain.prompt_files import prompts_root
+from kard_chain.student.config import StudentTrainingConfig
+from kard_chain.student.settings import STUDENT_CONFIG, StudentSettings
+from kard_chain.student.trainer import Collator, build_pairs
+from kard_chain.testing.scratch_models import scratch_t5, word_tokenizer
 
 BASE = {"method": "kard", "k": 2, "bridge": False, "passages_from": "rationale", "counterfactual": 0,
         "yes_no_counterfactual": False, "prompt": "default", "prompts_dir": None, "max_passage_tokens": 384,
