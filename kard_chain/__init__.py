@@ -31,6 +31,7 @@ _EXPORTS = {  # public name -> module: the one list of what kard_chain exports
     "RationaleCache": "kard_chain.teacher.cache",
     "RerankerTrainingConfig": "kard_chain.reranker.config",
     "RerankingRetriever": "kard_chain.retrievers.reranking",
+    "StudentChatModel": "kard_chain.student.chat",
     "StudentFormatter": "kard_chain.student.format",
     "StudentTrainingConfig": "kard_chain.student.config",
     "Seq2SeqStudentLLM": "kard_chain.student.llm",

@@ -11,7 +11,7 @@ def test_public_api():
         "BM25Index", "BM25Params", "BM25Retriever", "BM25Tokenizer", "BridgeRetriever", "CausalStudentLLM", "ChromaRetriever", "Example",
         "HashingEmbeddings", "HuggingFaceChatModel", "HybridRetriever", "KardDataError", "KardReranker",
         "KardRerankerCompressor", "Passage", "PassageVectors", "Rationale", "RationaleCache", "RerankerTrainingConfig",
-        "RerankingRetriever", "Seq2SeqStudentLLM", "StudentFormatter", "StudentTrainingConfig", "TeacherRecord", "TransformerEmbeddings",
+        "RerankingRetriever", "Seq2SeqStudentLLM", "StudentChatModel", "StudentFormatter", "StudentTrainingConfig", "TeacherRecord", "TransformerEmbeddings",
         "answer_tool", "build_index", "build_kard_chain", "build_rd_chain", "build_teacher_chain", "dataset_names",
         "knowledge_middleware", "load_dataset", "load_kard_chain", "load_passages", "load_teacher_prompts", "retrieval_tool",
         "train_reranker", "train_student",
