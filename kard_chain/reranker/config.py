@@ -32,7 +32,7 @@ class RerankerTrainingConfig(TrainingConfig):
     """Temperature of the reranker's softmax."""
     candidates_per_set: int = Field(default=8, ge=2)
     """Candidates sampled per set each step (the rationale's best passage always among them); 8 keeps one epoch
-    over StrategyQA within 30 minutes on 2 CPU cores (docs/results.md)."""
+    over StrategyQA within 30 minutes on 2 CPU cores (docs/results-real-data.md)."""
     rationale_share: float = Field(default=0.5, ge=0, le=1)
     """Share of the sampled candidates drawn from the rationale-retrieved passages."""
     learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)

@@ -17,7 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from kard_chain.student.settings import StudentSettings
 
 FIRST_STAGE_WEIGHT = 0.2
-"""Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: docs/results.md)."""
+"""Weight of z(BM25) beside z(reranker) when a reranker is given (chosen on StrategyQA's dev questions: docs/results-real-data.md)."""
 CANDIDATES = 100
 """First-stage passages the reranker reorders, unless told otherwise."""
 

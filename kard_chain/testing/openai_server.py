@@ -55,10 +55,10 @@ class FakeOpenAIServer:
         """``"malformed"``, ``"wrong"`` or ``"right"`` per (question, choice index)."""
         self.status = status
         self.answer_limit = answer_limit
+        """After this many answers every request is held unanswered until the server stops (``counts["held"]``)."""
         self.complete, self.ignore_n = complete, ignore_n
         """``complete(prompt, choice index)`` writes each choice (a served student); ``ignore_n``: one choice per
         request whatever ``n`` asks (as llama.cpp's server)."""
-        """After this many answers every request is held unanswered until the server stops (``counts["held"]``)."""
         self.rng = random.Random(seed)
         self.counts: Counter[str] = Counter()
         self.questions: Counter[str] = Counter()

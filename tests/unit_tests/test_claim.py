@@ -2,7 +2,7 @@
 FT and RD, and the rationale-trained reranker finds more of the evidence than BM25 of the question.
 
 ``recipes/demo-mini.toml`` on one thread takes about a minute; CI runs seed 0. Five seeds (the margins below hold on
-each with room, docs/results.md "The claim in a minute"): ``KARD_CLAIM_SEEDS=0,1,2,3,4 pytest tests/unit_tests/test_claim.py``.
+each with room, docs/results-demo.md "The claim in a minute"): ``KARD_CLAIM_SEEDS=0,1,2,3,4 pytest tests/unit_tests/test_claim.py``.
 A wiring that drops the passages, the reranker or the rationales erases these margins."""
 
 import json

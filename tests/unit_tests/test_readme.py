@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
-PAGES = README + "".join((ROOT / "docs" / name).read_text() for name in ("guide.md", "results.md"))
+PAGES = README + "".join(page.read_text() for page in sorted((ROOT / "docs").glob("*.md")))
 
 
 def runnable(text: str) -> list[str]:

@@ -13,13 +13,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
-from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_tests.unit_tests import ChatModelUnitTests
 
-from kard_chain import BM25Retriever, build_kard_chain  # noqa: E402
-from kard_chain.student.chat import StudentChatModel  # noqa: E402
-from kard_chain.trained_chain import load_student_llm  # noqa: E402
-from tests.unit_tests.copy_task import copy_task  # noqa: E402
+from kard_chain import BM25Retriever, build_kard_chain
+from kard_chain.student.chat import StudentChatModel
+from kard_chain.trained_chain import load_student_llm
+from tests.unit_tests.copy_task import copy_task
 
 
 @cache
