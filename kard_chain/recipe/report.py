@@ -1,4 +1,4 @@
-"""A recipe's report: ``results.json`` (schema in README), ``results.md``, ``results.png`` and the one-screen summary;
+"""A recipe's report: ``results.json`` (schema in docs/guide.md), ``results.md``, ``results.png`` and the one-screen summary;
 and the table that compares several recipes' runs."""
 
 from __future__ import annotations

@@ -9,12 +9,7 @@ pytest.importorskip("torch")
 
 from kard_chain.cli import main as kard
 from kard_chain.demo.run import REFERENCE_TEACHER
-from kard_chain.demo.world import build_world, edit_world
-from kard_chain.metrics import wilson_interval
-from kard_chain.recipe.stages import LABELS
-
-METHODS = [LABELS[m] for m in ("ft", "rd", "bm25", "bm25+draft", "bm25+bridge", "reranker", "reranker+bridge")]
-STAGE = dict(zip(METHODS, ("ft", "rd", "kard-bm25", "kard-bm25-draft", "kard-bm25-bridge", "kard-reranker", "kard-reranker-bridge")))
+from tests.unit_tests.figures import METHODS, recompute
 
 
 def records(file):
@@ -28,54 +23,9 @@ def stage_folder(out, name):
     return Path(json.loads((out / "run.json").read_text())["stages"][name]["folder"])
 
 
-def per_example(out, method, edited=False):
-    return records(stage_folder(out, ("edit-" if edited else "eval-") + STAGE[method]) / "records.jsonl")
-
-
 def recompute_from_per_example_files(out, results):
     """Every figure the demo reports, recomputed here from the records its evaluations wrote."""
-    world = build_world("tiny", seed=0)
-    types = {e.id: e.metadata["type"] for e in world.test}
-    for method, row in results["methods"].items():
-        recs = per_example(out, method)
-        assert set(recs) == {e.id for e in world.test}
-        correct = sum(r["correct"] for r in recs.values())
-        assert all(r["correct"] == (r["answer"] == r["gold"]) for r in recs.values())
-        assert row["accuracy"] == pytest.approx(correct / len(recs)) and row["ci95"] == pytest.approx(list(wilson_interval(correct, len(recs))))
-        for kind in set(types.values()):
-            mine = [r["correct"] for i, r in recs.items() if types[i] == kind]
-            assert row["by_type"][kind]["accuracy"] == pytest.approx(sum(mine) / len(mine))
-    k = results["recipe"]["students"]["reading"]["k"]
-    for label in METHODS[2:]:
-        recs = per_example(out, label)
-        shares = [len(set(recs[e.id]["passage_ids"][:k]) & set(e.evidence_ids)) / len(e.evidence_ids) for e in world.test]
-        assert results["retrieval"][label][f"recall@{k}"] == pytest.approx(sum(shares) / len(shares))
-        one_hop = [e for e in world.test if e.metadata["hops"] == 1]
-        first = [recs[e.id]["passage_ids"][:1] == e.evidence_ids for e in one_hop]
-        assert results["retrieval"][label]["one-hop recall@1"] == pytest.approx(sum(first) / len(first))
-        two_hop = [e for e in world.test if e.metadata.get("second_hop_disjoint")]
-        both = [len(set(recs[e.id]["passage_ids"][:k]) & set(e.evidence_ids)) / len(e.evidence_ids) for e in two_hop]
-        second = [len(set(recs[e.id]["passage_ids"][:k]) & set(e.evidence_ids[1:])) / len(e.evidence_ids[1:]) for e in two_hop]
-        assert results["retrieval"][label][f"two-hop recall@{k}"] == pytest.approx(sum(both) / len(both))
-        assert results["retrieval"][label][f"second-hop recall@{k}"] == pytest.approx(sum(second) / len(second))
-    bm25, reranked = per_example(out, "KARD (BM25)"), per_example(out, "KARD (reranker)")
-    changed = sum(bm25[i]["passage_ids"] != reranked[i]["passage_ids"] for i in bm25)  # the reranker changed what was read
-    assert changed >= len(bm25) // 4, changed  # for many questions, not one
-    original_text = {p.id: p.text for p in world.passages}
-    passages, new_gold = edit_world(world, seed=1)
-    edited = {e.id for e in world.test if e.id in new_gold}
-    assert results["editing"]["questions"] == len(edited)
-    edited_text = {p.id: p.text for p in passages}
-    for method, row in results["editing"]["follow_edit"].items():
-        recs = per_example(out, method, edited=True)
-        read = [(i, t) for r in recs.values() for i, t in zip(r["passage_ids"], r["passage_texts"], strict=True)]
-        if method.startswith("KARD"):  # the chains asked about the edits read the edited passages
-            assert read and all(edited_text[i] == t for i, t in read)
-            assert any(original_text[i] != t for i, t in read)
-        else:
-            assert read == []
-        assert set(recs) == edited and all(r["gold"] == new_gold[i] for i, r in recs.items())  # judged against the edit
-        assert row["accuracy"] == pytest.approx(sum(r["answer"] == new_gold[i] for i, r in recs.items()) / len(recs))
+    recompute(results, lambda stage: records(stage_folder(out, stage) / "records.jsonl"))
 
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path, capsys):
