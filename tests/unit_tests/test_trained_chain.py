@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,7 @@ def test_a_prompt_file_with_a_target_template_is_refused_with_a_reason(tmp_path)
 
 @pytest.fixture
 def small_k_retriever():
-    train, test, passages = copy_task(n_train=6, n_test=4)
+    _train, test, passages = copy_task(n_train=6, n_test=4)
     test = [e.model_copy(update={"question": e.question + " red blue green yellow"}) for e in test]  # many passages match
     return test, BM25Retriever.from_passages(passages, k=1)  # its own default k is smaller than the chain's
 
@@ -195,7 +196,7 @@ def test_train_student_reads_through_the_students_own_retriever_and_weighs_its_a
     """The settings a student records are the ones its training used: the bridge round in its pairs' retriever and the
     answer weight in its collator."""
     import kard_chain.student.pairs as pairs_module
-    import kard_chain.student.trainer as trainer
+    from kard_chain.student import trainer
     from kard_chain.student.config import StudentTrainingConfig
 
     tmp, _ = student_folders
@@ -298,7 +299,7 @@ def test_kard_ask_takes_options_and_json_lines_and_refuses_a_form_the_student_ne
 
     from kard_chain import cli
 
-    tmp, test = student_folders
+    tmp, _test = student_folders
     folder = tmp_path / "options-only"
     shutil.copytree(tmp / "kard", folder)
     saved = json.loads((folder / "kard_student.json").read_text())
@@ -322,3 +323,41 @@ def test_kard_ask_takes_options_and_json_lines_and_refuses_a_form_the_student_ne
     assert cli.main([*base, "-"]) == 2 and "'Is it?' has none" in capsys.readouterr().err  # refused before any answer
     monkeypatch.setattr("sys.stdin", io.StringIO('{"question": "Is it?", "options": {"A": "x"}}\n{"options": {}}\n'))
     assert cli.main([*base, "-"]) == 2 and "standard input, line 2: field 'question'" in capsys.readouterr().err
+
+
+def test_a_run_folder_gives_its_kard_student_index_reranker_and_the_evaluations_sampling(tmp_path):
+    """What load_kard_chain(RUN) takes from run.json: the KARD student (else RD, else FT), its index, the reranker only
+    where the recipe served one, and the evaluation's candidates, weight and sampling unless the caller set them."""
+    from kard_chain.trained_chain import _from_run
+
+    def make_run(methods, serve, folders=True):
+        out = tmp_path / "-".join(methods + serve)
+        stages = {name: {"folder": str(out / "stages" / name)} for name in ["index", "reranker", *(f"student-{m}" for m in methods)]}
+        for m in methods:
+            final = Path(stages[f"student-{m}"]["folder"]) / "run" / "final"
+            final.mkdir(parents=True)
+            if folders:
+                (final / "kard_student.json").write_text("{}")
+        evaluation = {"serve": serve, "candidates": 37, "first_stage_weight": 0.3, "n": 7, "temperature": 0.9, "max_new_tokens": 11}
+        (out / "run.json").write_text(json.dumps({"stages": stages, "recipe": {"evaluation": evaluation}}))
+        return out, stages
+
+    out, stages = make_run(["ft", "rd", "kard"], ["bm25", "reranker+bridge"])
+    final, index, reranker, overrides = _from_run(out, None, None, {"n": 3})
+    assert final == Path(stages["student-kard"]["folder"]) / "run" / "final"
+    assert index == Path(stages["index"]["folder"]) / "index" and reranker == Path(stages["reranker"]["folder"]) / "run" / "final"
+    assert overrides == {"n": 3, "candidates": 37, "first_stage_weight": 0.3, "temperature": 0.9, "max_new_tokens": 11}
+
+    assert _from_run(out, "my-index", "my-reranker", {})[1:3] == ("my-index", "my-reranker")  # the caller's own win
+    out, stages = make_run(["ft", "rd", "kard"], ["bm25", "bm25+bridge"])  # no reranker served: none loaded
+    final, index, reranker, overrides = _from_run(out, None, None, {})
+    assert reranker is None and "candidates" not in overrides and "first_stage_weight" not in overrides
+    assert overrides == {"n": 7, "temperature": 0.9, "max_new_tokens": 11}
+    out, stages = make_run(["ft", "rd"], ["reranker"])  # without KARD: the RD student, no passages
+    final, index, reranker, _ = _from_run(out, None, None, {})
+    assert final == Path(stages["student-rd"]["folder"]) / "run" / "final" and index is None and reranker is None
+    out, stages = make_run(["ft"], [])
+    assert _from_run(out, None, None, {})[0] == Path(stages["student-ft"]["folder"]) / "run" / "final"
+    out, _ = make_run(["ft", "kard"], ["reranker"], folders=False)  # stages planned, student not trained yet
+    with pytest.raises(KardDataError, match="no trained student yet"):
+        _from_run(out, None, None, {})
