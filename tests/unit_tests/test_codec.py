@@ -36,6 +36,49 @@ def test_codec_checks_its_settings():
     assert default_centroids(1) == 16 and default_centroids(970_000) == 8192 and default_centroids(10**12) == 65536
 
 
+def test_fit_draws_its_defaults_from_the_data_and_holds_what_a_saved_codec_holds():
+    x = clustered(1300, 16, 6, seed=3)
+    codec = ResidualCodec.fit(x, nbits=2)
+    k = default_centroids(1300)  # 16 * sqrt(1300) = 577 -> 512, then at most 64 tokens per centroid sampled
+    assert k == 512 and len(codec.centroids) == 512
+    assert all(a.dtype == np.float32 for a in (codec.centroids, codec.cutoffs, codec.weights))
+    assert np.array_equal(codec.centroids, codec.centroids.astype(np.float16).astype(np.float32))  # fp16, as saved
+    assert np.allclose(np.linalg.norm(codec.centroids, axis=1), 1, atol=1e-3)
+    same = ResidualCodec.fit(x, nbits=2, n_centroids=k, sample=64 * k, iterations=8, seed=0)
+    assert np.array_equal(codec.centroids, same.centroids) and np.array_equal(codec.cutoffs, same.cutoffs)  # the defaults
+    other = ResidualCodec.fit(x, nbits=2, seed=1)
+    assert not np.array_equal(codec.centroids, other.centroids)
+    spread = np.random.default_rng(0).normal(size=(3000, 32)).astype(np.float32)  # no clusters: k-means still moving
+    spread /= np.linalg.norm(spread, axis=1, keepdims=True)
+    eight = ResidualCodec.fit(spread, n_centroids=16).centroids  # 8 iterations by default
+    assert np.array_equal(eight, ResidualCodec.fit(spread, n_centroids=16, iterations=8).centroids)
+    assert not np.array_equal(eight, ResidualCodec.fit(spread, n_centroids=16, iterations=9).centroids)
+    # the cut-offs split the fitted residuals into equal buckets, each value inside its own bucket
+    levels = 4
+    assert codec.cutoffs.shape == (levels - 1,) and codec.weights.shape == (levels,)
+    assert np.all(codec.weights[:-1] <= codec.cutoffs) and np.all(codec.cutoffs <= codec.weights[1:])
+    assert default_centroids(0) == 1 and default_centroids(100) == 128
+
+
+def test_fit_survives_empty_clusters_and_zero_vectors():
+    """Duplicated tokens leave clusters empty (they restart on a token); a zero vector stays zero, not NaN."""
+    x = np.repeat(np.eye(4, dtype=np.float32)[:2], 50, axis=0)  # 100 tokens, two distinct
+    codec = ResidualCodec.fit(x, nbits=2, n_centroids=6)
+    assert np.isfinite(codec.centroids).all() and len(codec.centroids) == 6
+    codes, packed = codec.encode(x)
+    assert np.allclose(codec.decode(codes, packed) @ np.eye(4, dtype=np.float32)[:2].T, np.repeat(np.eye(2), 50, axis=0), atol=0.05)
+    from kard_chain.reranker.codec import _unit
+
+    assert np.array_equal(_unit(np.zeros((2, 3), dtype=np.float32)), np.zeros((2, 3), dtype=np.float32))
+
+
+def test_a_codec_built_from_lists_or_float64_holds_float32():
+    codec = ResidualCodec(np.eye(8)[:2], [0.0], [-0.5, 0.5], nbits=1)
+    assert all(a.dtype == np.float32 for a in (codec.centroids, codec.cutoffs, codec.weights))
+    with pytest.raises(ValueError, match="dim 3 times nbits 2 is not a whole number of bytes"):
+        ResidualCodec(np.ones((2, 3)), [0.0, 0.1, 0.2], [0.0, 0.1, 0.2, 0.3], nbits=2)
+
+
 def maxsim(query: np.ndarray, tokens: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.maximum.reduceat(tokens @ query.T, starts, axis=0).sum(axis=1)
 
