@@ -83,6 +83,34 @@ def test_the_bridge_needs_a_bm25_index():
         BridgeRetriever(first=bm25, index=HybridRetriever(retrievers=[bm25]))
 
 
+def test_the_bridge_passes_k_callbacks_and_ids_down_and_keeps_untitled_passages():
+    """Both rounds are traced as child runs of the bridge's own, each asked for its own k (not its retriever's
+    default); passages keep their ids; second-round passages without a title stay after the titled ones."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Starts(BaseCallbackHandler):
+        def __init__(self):
+            self.runs = []
+
+        def on_retriever_start(self, serialized, query, *, run_id, parent_run_id=None, **kwargs):
+            self.runs.append((query, parent_run_id is not None))
+
+    owl = Passage(id="owl", title="", text="The owl of Vessick hunts at night near frozen lakes.")
+    passages = [*people_and_places(), owl]
+    narrow = BM25Retriever.from_passages(passages, k=1)  # default k 1: the bridge must ask for more
+    starts = Starts()
+    docs = BridgeRetriever(first=narrow, index=narrow, k=3, candidates=5).invoke(QUESTION, config={"callbacks": [starts]})
+    assert starts.runs == [(QUESTION, False), (QUESTION, True), ("vessick", True)]
+    assert [(d.metadata["id"], d.metadata[ROUND]) for d in docs] == [("toller", 1), ("vessick", 2), (docs_of(narrow, QUESTION)[1], 1)]
+    assert all(d.id == d.metadata["id"] for d in docs)
+    four = BridgeRetriever(first=narrow, index=narrow, k=4, candidates=5).invoke(QUESTION)
+    assert [d.metadata["id"] for d in four][:2] == ["toller", "vessick"] and "owl" in [d.metadata["id"] for d in four]
+    nothing = BM25Retriever.from_passages(passages, k=2)
+    assert BridgeRetriever(first=nothing, index=nothing).invoke("zzz unknown words") == []  # round 1 empty: no round 2
+    with pytest.raises(TypeError, match="got HybridRetriever"):
+        BridgeRetriever(first=nothing, index=HybridRetriever(retrievers=[nothing]))
+
+
 def test_student_pairs_read_the_bridge_round_as_served():
     passages = people_and_places()
     bm25 = BM25Retriever.from_passages(passages, k=2)
