@@ -513,3 +513,29 @@ def test_issue27_an_index_build_or_append_waits_for_no_one_and_touches_nothing_a
         holder.kill()
         holder.wait()
     assert snapshot(out) == before
+
+
+def test_a_file_is_known_by_its_bytes_and_settings_by_every_nested_key(tmp_path, monkeypatch):
+    """An input edited in place to the same size is another input (its content hash); past the hashing limit size
+    and mtime stand in; a setting nested under another is reported by its dotted key, a dict beside a value whole."""
+    from kard_chain import manifest
+
+    a, b, same = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "same.txt"
+    a.write_bytes(b"x" * (3 << 20) + b"one")  # more than one 1 MiB read block
+    b.write_bytes(b"x" * (3 << 20) + b"two")
+    same.write_bytes(a.read_bytes())
+    ida, idb = manifest.file_identity(a), manifest.file_identity(b)
+    assert set(ida) == {"size", "sha256"} and ida["size"] == idb["size"] and ida["sha256"] != idb["sha256"]
+    assert manifest.file_identity(same) == ida
+    import hashlib
+
+    assert ida["sha256"] == hashlib.sha256(a.read_bytes()).hexdigest()[:16]
+    exact = tmp_path / "exact.bin"
+    exact.write_bytes(b"y" * 1000)
+    monkeypatch.setattr(manifest, "HASHED_BYTES", 1000)  # a file of exactly the limit is still hashed
+    assert set(manifest.file_identity(exact)) == {"size", "sha256"}
+    monkeypatch.setattr(manifest, "HASHED_BYTES", 999)
+    assert manifest.file_identity(exact) == {"size": 1000, "mtime_ns": exact.stat().st_mtime_ns}
+    assert manifest.differences({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 5}, "d": 3}) == ["a.c: 2 -> 5"]
+    assert manifest.differences({"a": {"b": 1}}, {"a": 7}) == ['a: {"b": 1} -> 7']
+    assert manifest.differences({}, {"e": None, "f": 1}) == ["f: null -> 1"]
