@@ -75,6 +75,9 @@ _REASONS = {
     "weights dtype": "the weights are float32 already, as the loss",
     "fingerprint": "a 17-character prefix of the same hash identifies the same weights as a 16-character one",
     "title key": "round 2 is a BM25Retriever, whose documents always carry metadata['title']: the default is never read",
+    "alternation": "of two phrases that compete at one position, one starts the other and so sorts after it: reverse "
+                   "alphabetical order is longest first",
+    "group": "the lookarounds are zero-width: group 1 (the alternation) is the whole match, group 0",
     "read block": "the file is hashed in other block sizes (or whole): the same bytes, the same hash",
     "empty round 1": "with round 1 empty, round 2 is asked for 'XXXX', which no index term matches: no passages either way",
 }
@@ -119,6 +122,8 @@ EQUIVALENT: dict[str, str] = {
         **{f"retrievers.bridge.xǁBridgeRetrieverǁ_get_relevant_documents__mutmut_{i}": "title key" for i in (48, 50, 53)},
         "retrievers.bridge.xǁBridgeRetrieverǁ_get_relevant_documents__mutmut_20": "empty round 1",
         **{f"manifest.x_file_identity__mutmut_{i}": "read block" for i in (12, 14, 15)},
+        **{f"student.augment.x__whole_words__mutmut_{i}": "alternation" for i in (6, 9)},
+        **{f"student.augment.x_swap_phrases__mutmut_{i}": "group" for i in (13, 16)},
     }.items()
 }
 GAPS: dict[str, str] = {

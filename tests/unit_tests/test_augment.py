@@ -141,3 +141,17 @@ def test_kard_pairs_get_yes_no_copies_only_when_asked_for():
     for n, e in zip(names, train):
         assert by_id[f"{n}#0~cf0"].target.endswith("no." if e.answer == "yes" else "yes.")  # the first copy flips
         assert by_id[f"{n}#0~cf1"].target.endswith(f"{e.answer}.")
+
+
+def test_swap_phrases_takes_the_longer_phrase_first_and_keeps_titles_in_step():
+    """A phrase that starts the other ("sea" in "sea lion") is swapped whole; equal or empty phrases leave the text
+    alone; a passage's title is swapped with its text."""
+    from kard_chain.student.augment import _swapped
+
+    assert swap_phrases("The sea lion is not the sea.", "sea", "sea lion") == "The sea is not the sea lion."
+    assert swap_phrases("The sea lion is not the sea.", "sea lion", "sea") == "The sea is not the sea lion."
+    assert swap_phrases("Red, red and blue.", "Red", "red") == "Red, red and blue."
+    assert swap_phrases("Red, red and blue.", "red", "RED") == "Red, red and blue."
+    assert swap_phrases("Red and blue.", "", "blue") == "Red and blue." and swap_phrases("Red and blue.", "red", "") == "Red and blue."
+    [passage] = _swapped([Passage(id="p", title="Red fox", text="The red fox is not blue.")], "red", "blue")
+    assert (passage.title, passage.text) == ("Blue fox", "The blue fox is not red.")
