@@ -7,7 +7,7 @@ OpenAI-compatible server (another process on the same machine), through ``load_k
 The server is this script in ``--serve`` mode: the project's test server (``FakeOpenAIServer``) answering
 ``/v1/completions`` from the same student folder, one batched ``generate`` of ``n`` samples per request (as vLLM
 does), or one sample per request with ``--ignore-n`` (as llama.cpp's server does, so the client asks ``n`` times).
-Both sides use the same torch threads and sampling settings; the questions run one at a time, so the figures are
+Both sides use the same torch threads and the run's evaluation sampling settings (temperature, max_new_tokens); the questions run one at a time, so the figures are
 one user's latency: retrieval, the reranker, the student's samples and the vote. What the served rows add is the
 HTTP round trip and the client; a real engine (vLLM on a GPU) replaces the student's share, not that overhead.
 """
@@ -25,16 +25,16 @@ import time
 from pathlib import Path
 
 
-def serve(folder: str, ignore_n: bool, threads: int) -> None:
-    """Serve ``folder``'s student until standard input closes; print the base URL first."""
+def serve(folder: str, ignore_n: bool, threads: int, n: int, sampling: dict) -> None:
+    """Serve ``folder``'s student with ``sampling`` until standard input closes; print the base URL first."""
     import torch
 
     from kard_chain.testing.openai_server import FakeOpenAIServer
     from kard_chain.trained_chain import load_student_llm
 
     torch.set_num_threads(threads)
-    student = load_student_llm(folder)
-    n = 1 if ignore_n else int(os.environ.get("KARD_BENCH_N", "5"))
+    student = load_student_llm(folder, **sampling)
+    n = 1 if ignore_n else n
     drawn: dict[str, list[str]] = {}
 
     def complete(prompt: str, i: int) -> str:
@@ -70,9 +70,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads on each side")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--ignore-n", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sampling", type=json.loads, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        return serve(args.serve, args.ignore_n, args.threads)
+        return serve(args.serve, args.ignore_n, args.threads, args.n, args.sampling)
     if args.run is None:
         parser.error("--run FOLDER is required: a finished kard run or kard demo output folder")
 
@@ -87,32 +88,28 @@ def main() -> None:
     stages = run["stages"]
     student = Path(stages["student-kard"]["folder"]) / "run" / "final"
     questions = examples_file(Path(stages["data"]["folder"]), "test")[: args.questions]  # as the run evaluated them
-    in_process = load_kard_chain(args.run, n=args.n)
+    in_process = load_kard_chain(args.run, n=args.n)  # the run's evaluation settings: temperature, max_new_tokens
+    evaluation = run["recipe"]["evaluation"]
+    sampling = {"temperature": evaluation["temperature"], "max_new_tokens": evaluation["max_new_tokens"]}
     settings = json.loads((student / "kard_student.json").read_text())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{args.threads} threads each side; student {student} (k={settings.get('k')}); {len(questions)} questions, n={args.n}")
+          f"{args.threads} threads each side; student {student} (k={settings.get('k')}); {len(questions)} questions, n={args.n}, "
+          f"temperature {sampling['temperature']}, max_new_tokens {sampling['max_new_tokens']} on both sides")
     timed(in_process, questions[:2])  # warm-up: weights and caches
     rows = [row("in-process (load_kard_chain(RUN))", timed(in_process, questions))]
-    env = {**os.environ, "KARD_BENCH_N": str(args.n)}
     for ignore_n, name in ((False, "served, n per request (as vLLM)"), (True, "served, one sample per request (as llama.cpp)")):
-        cmd = [sys.executable, __file__, "--serve", str(student), "--threads", str(args.threads)] + (["--ignore-n"] if ignore_n else [])
-        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) as server:
+        cmd = [sys.executable, __file__, "--serve", str(student), "--threads", str(args.threads), "-n", str(args.n),
+               "--sampling", json.dumps(sampling)] + (["--ignore-n"] if ignore_n else [])
+        with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as server:
             url = server.stdout.readline().strip()
-            served = OpenAI(base_url=url, api_key="EMPTY", model="kard-student", max_tokens=in_process_max_tokens(student),
-                            temperature=0.7, max_retries=0, timeout=120)
+            served = OpenAI(base_url=url, api_key="EMPTY", model="kard-student", max_tokens=sampling["max_new_tokens"],
+                            temperature=sampling["temperature"], max_retries=0, timeout=120)
             chain = load_kard_chain(args.run, served_by=served, n=args.n)
             timed(chain, questions[:2])
             rows.append(row(name, timed(chain, questions)))
             server.stdin.close()
     print("| student | median | p90 | mean |\n|---|---|---|---|")
     print("\n".join(rows))
-
-
-def in_process_max_tokens(student: Path) -> int:
-    """The in-process student's ``max_new_tokens`` default, so both sides may write as much."""
-    from kard_chain.student.llm import Seq2SeqStudentLLM
-
-    return Seq2SeqStudentLLM.model_fields["max_new_tokens"].default
 
 
 if __name__ == "__main__":

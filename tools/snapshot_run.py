@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 from pathlib import Path
+
+from kard_chain.io import atomic_write_text
 
 KEPT = ("id", "answer", "gold", "correct", "passage_ids")
 
@@ -28,9 +31,11 @@ def snapshot(run: Path, out: Path) -> None:
             lines.append(json.dumps({"stage": name, **{k: record[k] for k in KEPT if k in record}}, sort_keys=True))
     for stage in results.get("stages", {}).values():
         stage.pop("folder", None)  # a hashed folder name means nothing outside the run
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    with gzip.GzipFile(out / "records.jsonl.gz", "wb", mtime=0) as f:  # mtime 0: the same run gives the same bytes
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    partial = out / "records.jsonl.gz.partial"
+    with partial.open("wb") as raw, gzip.GzipFile("records.jsonl", "wb", fileobj=raw, mtime=0) as f:  # the same run, the same bytes
         f.write(("\n".join(lines) + "\n").encode())
+    os.replace(partial, out / "records.jsonl.gz")
 
 
 def main() -> None:
