@@ -23,16 +23,20 @@ Folder format (``save`` writes it, ``load`` reads it; ``index.json`` is written 
     doc_lengths.npy       int32   [n_docs]
     passage_ids.json      passage ids by row
     passages.jsonl, passage_offsets.npy           the passages themselves
+    blocks_*.npy          block-max entries for pruned top-k (see ``pruning``); an index
+                          without them builds them in memory on its first pruned query
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +47,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kard_chain.bm25 import kernels as bm25_kernels
+from kard_chain.bm25 import pruning
 from kard_chain.bm25.passage_store import (
     OFFSETS_FILE,
     DiskPassageStore,
@@ -62,6 +67,11 @@ Backend = Literal["fast", "rank_bm25"]
 FORMAT = "kard-bm25"
 FORMAT_VERSION = 1
 _ARRAYS = ("idf", "indptr", "docs", "weights", "tf", "doc_lengths")
+PRUNE_MIN_RANGES = 32
+"""The pruned kernel serves corpora of at least this many passage ranges; smaller ones are scored exhaustively."""
+PRUNE_MAX_TERMS = 12
+"""Queries of more distinct terms are scored exhaustively by default: measured on Zipf corpora of 1M passages, pruning
+reads too many candidates for them to beat the exhaustive kernel's dense rows (docs/scale.md)."""
 
 
 class BM25Params(BaseModel):
@@ -105,6 +115,7 @@ class BM25Index:
         self.path: Path | None = None
         """The folder the index was loaded from (``None`` for one built in memory)."""
         self._rank_bm25: _RankBM25Scorer | None = None
+        self._blocks: pruning.BlockMax | None = None
 
     @property
     def n_docs(self) -> int:
@@ -184,6 +195,7 @@ class BM25Index:
             raise KardDataError("vocab.json or passage_ids.json does not match index.json", path=path)
         index = cls(params=params, tokenizer=tokenizer, vocab=vocab, arrays=arrays, passage_ids=ids, passages=DiskPassageStore(path))
         index.path = path
+        index._blocks = _load_blocks(path, meta, mmap)
         return index
 
     # ---- scoring --------------------------------------------------------------------
@@ -202,11 +214,35 @@ class BM25Index:
     def _numba_top_k(self) -> bm25_kernels.NumbaTopK:
         return bm25_kernels.NumbaTopK(self.indptr, self.docs, self.weights, self.n_docs)
 
-    def top_k(self, queries: Sequence[str], k: int, backend: Backend = "fast") -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def blocks(self) -> pruning.BlockMax:
+        """Block-max entries for pruned top-k: saved with the index, else built here on first use."""
+        if self._blocks is None:
+            self._blocks = pruning.BlockMax.build(self.indptr, self.docs, self.weights)
+        return self._blocks
+
+    @cached_property
+    def _pruned_top_k(self) -> pruning.PrunedTopK:
+        return pruning.PrunedTopK(self.indptr, self.docs, self.weights, self.n_docs, self.blocks)
+
+    def can_prune(self) -> bool:
+        """Whether :meth:`top_k` may prune: numba is installed and no weight is negative (okapi's floor on tiny corpora)."""
+        return bm25_kernels.HAVE_NUMBA and self._nonnegative
+
+    @cached_property
+    def _nonnegative(self) -> bool:
+        return bool(self.blocks.maxima.min(initial=0.0) >= 0)
+
+    def top_k(self, queries: Sequence[str], k: int, backend: Backend = "fast", *, prune: bool | None = None,
+              threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the ``k`` best passages per query, shape ``(len(queries), k)``.
 
         Only passages with a non-zero score are returned; missing places hold row ``-1``
-        and score ``nan``. Ties are broken by row.
+        and score ``nan``. Ties are broken by row. ``prune`` skips passages that cannot enter
+        the top k, with rows and scores equal to exhaustive scoring's; by default it serves
+        queries of at most ``PRUNE_MAX_TERMS`` distinct terms on corpora of at least
+        ``PRUNE_MIN_RANGES`` ranges of 4,096 passages, and the exhaustive kernel the others
+        (faster for them). ``threads`` (default: every core this process may use) share the queries.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -215,9 +251,29 @@ class BM25Index:
             return self.rank_bm25.top_k(self, q, k)
         if backend != "fast":
             raise ValueError(f"unknown backend {backend!r}; use 'fast' or 'rank_bm25'")
-        if bm25_kernels.HAVE_NUMBA:
-            return self._numba_top_k(*q, k)
-        return bm25_kernels.top_k_numpy(*q, self.indptr, self.docs, self.weights, self.n_docs, k)
+        if not bm25_kernels.HAVE_NUMBA:
+            return bm25_kernels.top_k_numpy(*q, self.indptr, self.docs, self.weights, self.n_docs, k)
+        rows, scores = bm25_kernels._empty_result(len(queries), k)
+        threads = threads or available_cores()
+        if prune is None:
+            bits = self._blocks.bits if self._blocks is not None else pruning.DEFAULT_BITS
+            if self.n_docs < PRUNE_MIN_RANGES << bits or not self.can_prune():
+                _in_threads(self._numba_top_k, q, k, rows, scores, threads)
+                return rows, scores
+            pruned = np.diff(q[0]) <= PRUNE_MAX_TERMS
+            for kernel, chosen in ((self._pruned_top_k, pruned), (self._numba_top_k, ~pruned)):
+                if chosen.all():
+                    _in_threads(kernel, q, k, rows, scores, threads)
+                elif chosen.any():
+                    sub, where = _subset(q, chosen), np.flatnonzero(chosen)
+                    sub_rows, sub_scores = bm25_kernels._empty_result(len(where), k)
+                    _in_threads(kernel, sub, k, sub_rows, sub_scores, threads)
+                    rows[where], scores[where] = sub_rows, sub_scores
+            return rows, scores
+        if prune and not self.can_prune():
+            raise ValueError("this index cannot be pruned (numba missing, or negative weights: use method='lucene')")
+        _in_threads(self._pruned_top_k if prune else self._numba_top_k, q, k, rows, scores, threads)
+        return rows, scores
 
     def score(self, query: str, ids: Sequence[str], backend: Backend = "fast") -> list[float]:
         """BM25 score of the passages ``ids`` (any, matched or not) for ``query``."""
@@ -278,6 +334,37 @@ class _RankBM25Scorer:
 
     def score(self, tokens: list[str], rows: np.ndarray) -> list[float]:
         return list(self.bm25.get_batch_scores(tokens, rows.tolist()))
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _subset(q: tuple[np.ndarray, np.ndarray, np.ndarray], chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The chosen queries of a CSR query triple."""
+    q_indptr, q_terms, q_counts = q
+    lengths = np.diff(q_indptr)[chosen]
+    keep = np.repeat(chosen, np.diff(q_indptr))
+    return np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), q_terms[keep], q_counts[keep]
+
+
+def _in_threads(kernel, q: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, rows: np.ndarray, scores: np.ndarray,
+                threads: int) -> None:
+    """Run a (GIL-free) kernel over the queries in ``threads`` threads, four shares per thread (costs vary by query)."""
+    q_indptr, q_terms, q_counts = q
+    n = len(q_indptr) - 1
+    cuts = np.linspace(0, n, min(4 * threads, n) + 1).astype(int) if threads > 1 and n > 1 else np.array([0, n])
+
+    def share(lo: int, hi: int) -> None:
+        kernel(q_indptr[lo : hi + 1] - q_indptr[lo], q_terms[q_indptr[lo] : q_indptr[hi]], q_counts[q_indptr[lo] : q_indptr[hi]],
+               k, rows[lo:hi], scores[lo:hi])
+
+    if len(cuts) <= 2:
+        share(0, n)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(share, cuts[:-1], cuts[1:]))
 
 
 def build_index(
@@ -369,6 +456,13 @@ def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenize
     for name in _ARRAYS:
         if name in arrays:
             np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    on_disk = {name: arrays.get(name) for name in ("docs", "weights")}
+    for name, a in on_disk.items():
+        if a is None:
+            on_disk[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+    blocks = pruning.BlockMax.build(arrays["indptr"], on_disk["docs"], on_disk["weights"])
+    for name, a in blocks.arrays().items():
+        np.save(folder / f"blocks_{name}.npy", a, allow_pickle=False)
     (folder / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
     (folder / "passage_ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
     meta: dict[str, Any] = {
@@ -379,8 +473,26 @@ def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenize
         "n_docs": len(arrays["doc_lengths"]),
         "n_terms": len(arrays["idf"]),
         "nnz": int(arrays["indptr"][-1]),
+        "block_bits": blocks.bits,
+        "block_entries": len(blocks.ranges),
     }
     atomic_write_text(folder / "index.json", json.dumps(meta, indent=2))
+
+
+def _load_blocks(path: Path, meta: dict, mmap: bool) -> pruning.BlockMax | None:
+    """The saved block-max entries, or ``None`` for an index saved without them (they are then built on first use)."""
+    if meta.get("block_bits") is None:
+        return None
+    files = {name: path / f"blocks_{name}.npy" for name in pruning.BlockMax.ARRAYS}
+    arrays = {}
+    for name, file in files.items():
+        if not file.is_file():
+            raise KardDataError("file missing (index.json lists block-max entries)", path=file)
+        arrays[name] = np.asarray(np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False))
+    n = meta.get("block_entries")
+    if len(arrays["indptr"]) != meta["n_terms"] + 1 or any(len(arrays[a]) != n for a in ("ranges", "starts", "maxima")):
+        raise KardDataError("block-max arrays do not match index.json; rebuild the index with kard index --overwrite", path=path)
+    return pruning.BlockMax(meta["block_bits"], **arrays)
 
 
 def _build_arrays(

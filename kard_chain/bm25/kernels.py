@@ -165,7 +165,6 @@ class NumbaTopK:
             self._local.scratch = s
         return s
 
-    def __call__(self, q_indptr, q_terms, q_counts, k: int):
-        rows, scores = _empty_result(len(q_indptr) - 1, k)
+    def __call__(self, q_indptr, q_terms, q_counts, k: int, rows: np.ndarray, scores: np.ndarray) -> None:
+        """Fill ``rows`` / ``scores`` (shape ``(n_queries, k)``, pre-filled with -1 / nan)."""
         _top_k_numba(q_indptr, q_terms, q_counts, *self.postings, self.dense_slot, self.dense_weights, k, *self._scratch(), rows, scores)
-        return rows, scores
