@@ -231,7 +231,7 @@ class BM25Index:
 
     @cached_property
     def _nonnegative(self) -> bool:
-        return bool(self.blocks.maxima.min(initial=0.0) >= 0)
+        return bool(np.min(self.idf, initial=0.0) >= 0)  # a weight is its term's idf times a positive factor
 
     def top_k(self, queries: Sequence[str], k: int, backend: Backend = "fast", *, prune: bool | None = None,
               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -396,16 +396,16 @@ def build_index(
             raise KardDataError("the corpus holds no passages")
         spill.flush()
         doc_lengths = np.concatenate(lengths)
-        idf, indptr = _merge_segments(spill, len(terms), doc_lengths, params, tmp, segment_postings, show_progress)
+        idf, indptr, blocks = _merge_segments(spill, len(terms), doc_lengths, params, tmp, segment_postings, show_progress)
         shutil.rmtree(spill.folder)
-        _write_index_files(tmp, params, tokenizer, terms, {"idf": idf, "indptr": indptr, "doc_lengths": doc_lengths}, ids)
+        _write_index_files(tmp, params, tokenizer, terms, {"idf": idf, "indptr": indptr, "doc_lengths": doc_lengths}, ids, blocks)
     return BM25Index.load(path)
 
 
 def _merge_segments(spill: SegmentSpill, n_terms: int, doc_lengths: np.ndarray, params: BM25Params, folder: Path,
-                    block_postings: int, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+                    block_postings: int, show_progress: bool) -> tuple[np.ndarray, np.ndarray, pruning.BlockMax | None]:
     """Write ``docs.npy``, ``tf.npy`` and ``weights.npy`` from the spilled segments, one term block at a time;
-    return ``idf`` and ``indptr``."""
+    return ``idf``, ``indptr`` and the block maxima (built block by block, so the postings are read once)."""
     if doc_lengths.sum() == 0:
         raise KardDataError("no passage has any indexable token")
     df = spill.document_frequencies(n_terms)
@@ -414,15 +414,19 @@ def _merge_segments(spill: SegmentSpill, n_terms: int, doc_lengths: np.ndarray, 
     files = {name: NpyAppender(folder / f"{name}.npy", dtype, nnz) for name, dtype in
              (("docs", np.int32), ("tf", np.uint16 if spill.max_tf < 2**16 else np.int32), ("weights", np.float32))}
     bar = progress(total=nnz, desc="merging postings", unit=" postings", disable=not show_progress)
+    blocks = []
     for t0, t1, docs, tf in spill.merged(indptr, block_postings):
+        weights = _weights(idf[t0:t1], indptr[t0 : t1 + 1] - indptr[t0], docs, tf, norm, params)
         files["docs"].append(docs)
         files["tf"].append(tf)
-        files["weights"].append(_weights(idf[t0:t1], indptr[t0 : t1 + 1] - indptr[t0], docs, tf, norm, params))
+        files["weights"].append(weights)
+        if bm25_kernels.HAVE_NUMBA:
+            blocks.append((int(indptr[t0]), pruning.BlockMax.build(indptr[t0 : t1 + 1] - indptr[t0], docs, weights)))
         bar.update(len(docs))
     bar.close()
     for file in files.values():
         file.close()
-    return idf, indptr
+    return idf, indptr, pruning.BlockMax.joined(blocks) if bm25_kernels.HAVE_NUMBA else None
 
 
 @contextmanager
@@ -451,18 +455,17 @@ def _adopt_legacy_index(path: Path) -> None:
             Manifest("bm25-index", {"params": meta.get("params"), "tokenizer": meta.get("tokenizer")}).save(path, folder=True)
 
 
-def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenizer, vocab, arrays, ids) -> None:
+def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenizer, vocab, arrays, ids,
+                       blocks: pruning.BlockMax | None = None) -> None:
     """Write the arrays given (the others were written already), the vocabulary, the ids and, last, ``index.json``."""
     for name in _ARRAYS:
         if name in arrays:
             np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
-    on_disk = {name: arrays.get(name) for name in ("docs", "weights")}
-    for name, a in on_disk.items():
-        if a is None:
-            on_disk[name] = np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-    blocks = pruning.BlockMax.build(arrays["indptr"], on_disk["docs"], on_disk["weights"])
-    for name, a in blocks.arrays().items():
-        np.save(folder / f"blocks_{name}.npy", a, allow_pickle=False)
+    if blocks is None and bm25_kernels.HAVE_NUMBA and "docs" in arrays:  # block maxima serve the pruned kernel (numba)
+        blocks = pruning.BlockMax.build(arrays["indptr"], arrays["docs"], arrays["weights"])
+    if blocks is not None:
+        for name, a in blocks.arrays().items():
+            np.save(folder / f"blocks_{name}.npy", a, allow_pickle=False)
     (folder / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
     (folder / "passage_ids.json").write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
     meta: dict[str, Any] = {
@@ -473,8 +476,8 @@ def _write_index_files(folder: Path, params: BM25Params, tokenizer: BM25Tokenize
         "n_docs": len(arrays["doc_lengths"]),
         "n_terms": len(arrays["idf"]),
         "nnz": int(arrays["indptr"][-1]),
-        "block_bits": blocks.bits,
-        "block_entries": len(blocks.ranges),
+        "block_bits": blocks.bits if blocks else None,
+        "block_entries": len(blocks.ranges) if blocks else None,
     }
     atomic_write_text(folder / "index.json", json.dumps(meta, indent=2))
 

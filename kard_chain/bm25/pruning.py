@@ -1,15 +1,16 @@
 """Exact top-k BM25 with dynamic pruning: block-max bounds over passage ranges, MaxScore within a range.
 
-The passages are cut into ranges of ``2**bits`` consecutive rows. For each term, :class:`BlockMax`
-keeps one entry per range its postings touch: the range, the first posting in it and the largest
-weight in it. A query's upper bound for a range is the sum, over its terms, of count x that largest
+The passages are cut into ranges of ``2**bits`` consecutive rows. For each term in more than
+``2**bits`` passages, :class:`BlockMax` keeps one entry per range its postings touch: the range,
+the first posting in it and the largest weight in it (a rarer term's few postings are read
+directly, which keeps the entries to a fraction of the postings). A query's upper bound for a range is the sum, over its terms, of count x that largest
 weight. Ranges are visited best bound first, and the search stops at the first range whose bound
 falls below the k-th best score found: no passage there can enter the top k.
 
 Inside a range (MaxScore): the terms whose bounds add up to less than the k-th best score cannot
 make a passage enter the top k on their own, so only passages holding one of the other terms are
-candidates; a candidate's remaining terms are looked up (binary search) while its bound can still
-reach the top k. Each passage that can enter is scored again term by term in the query's order, as
+candidates; a candidate's remaining terms are added (by binary search, or by reading the term's
+postings in the range when candidates are many) while its bound can still reach the top k. Each passage that can enter is scored again term by term in the query's order, as
 the exhaustive kernel sums, so scores and ties equal exhaustive scoring's bit for bit.
 """
 
@@ -36,25 +37,29 @@ class BlockMax:
 
     @classmethod
     def build(cls, indptr: np.ndarray, docs: np.ndarray, weights: np.ndarray, bits: int | None = None) -> BlockMax:
-        """Scan the postings once (term by term) and record each term's ranges of ``2**bits`` passages."""
+        """Scan the postings once (term by term) and record the ranges of ``2**bits`` passages of each term in more
+        than ``2**bits`` passages; the kernel reads a rarer term's postings directly."""
+        if not HAVE_NUMBA:
+            raise RuntimeError("block maxima need numba (pip install 'kard-chain[fast]')")
         bits = DEFAULT_BITS if bits is None else bits
         indptr = np.asarray(indptr, dtype=np.int64)
-        if HAVE_NUMBA:
-            counts = np.zeros(len(indptr) - 1, dtype=np.int64)
-            _count_entries(indptr, docs, bits, counts)
-            b_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            n = int(b_indptr[-1])
-            ranges, starts, maxima = np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.float32)
-            _fill_entries(indptr, docs, weights, bits, b_indptr, ranges, starts, maxima)
-            return cls(bits, b_indptr, ranges, starts, maxima)
-        term = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        block = np.asarray(docs, dtype=np.int64) >> bits
-        first = np.ones(len(block), dtype=bool)
-        first[1:] = (block[1:] != block[:-1]) | (term[1:] != term[:-1])
-        starts = np.flatnonzero(first)
-        maxima = np.maximum.reduceat(np.asarray(weights), starts) if len(starts) else np.zeros(0, np.float32)
-        b_indptr = np.concatenate([[0], np.cumsum(np.bincount(term[starts], minlength=len(indptr) - 1))]).astype(np.int64)
-        return cls(bits, b_indptr, block[starts].astype(np.int32), starts.astype(np.int64), maxima.astype(np.float32))
+        counts = np.zeros(len(indptr) - 1, dtype=np.int64)
+        _count_entries(indptr, docs, bits, counts)
+        b_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n = int(b_indptr[-1])
+        ranges, starts, maxima = np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.float32)
+        _fill_entries(indptr, docs, weights, bits, b_indptr, ranges, starts, maxima)
+        return cls(bits, b_indptr, ranges, starts, maxima)
+
+    @classmethod
+    def joined(cls, parts: list[tuple[int, BlockMax]]) -> BlockMax:
+        """One block index from parts built term block by term block, each with the offset of its first posting."""
+        bits = parts[0][1].bits if parts else DEFAULT_BITS
+        counts = [np.diff(b.indptr) for _, b in parts]
+        return cls(bits, np.concatenate([[0], np.cumsum(np.concatenate(counts or [np.zeros(0, np.int64)]))]).astype(np.int64),
+                   np.concatenate([b.ranges for _, b in parts] or [np.zeros(0, np.int32)]),
+                   np.concatenate([b.starts + offset for offset, b in parts] or [np.zeros(0, np.int64)]),
+                   np.concatenate([b.maxima for _, b in parts] or [np.zeros(0, np.float32)]))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays by name, for saving."""
@@ -83,7 +88,7 @@ class PrunedTopK:
     def __call__(self, q_indptr, q_terms, q_counts, k: int, rows: np.ndarray, scores: np.ndarray,
                  work: np.ndarray | None = None) -> None:
         """Fill ``rows`` / ``scores`` (shape ``(n_queries, k)``, pre-filled with -1 / nan); ``work`` (shape
-        ``(n_queries, 2)``, if given) receives the ranges visited and the postings read for each query."""
+        ``(n_queries, 2)``, if given) receives the ranges visited and the postings and candidates read for each query."""
         b = self.blocks
         if work is None:
             work = np.zeros((len(q_indptr) - 1, 2), dtype=np.int64)
@@ -97,6 +102,8 @@ if HAVE_NUMBA:
     @numba.njit(cache=True, nogil=True)
     def _count_entries(indptr, docs, bits, counts):
         for t in range(len(indptr) - 1):
+            if indptr[t + 1] - indptr[t] <= 1 << bits:
+                continue  # a rare term: no entries
             last, n = -1, 0
             for p in range(indptr[t], indptr[t + 1]):
                 r = docs[p] >> bits
@@ -108,6 +115,8 @@ if HAVE_NUMBA:
     @numba.njit(cache=True, nogil=True)
     def _fill_entries(indptr, docs, weights, bits, b_indptr, ranges, starts, maxima):
         for t in range(len(indptr) - 1):
+            if b_indptr[t] == b_indptr[t + 1]:
+                continue
             e, last = b_indptr[t] - 1, -1
             for p in range(indptr[t], indptr[t + 1]):
                 r = docs[p] >> bits
@@ -120,7 +129,7 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, inline="always")
     def _find(docs, lo, hi, d):
-        """Position of d in docs[lo:hi] (ascending), or -1."""
+        """The first position in ``docs[lo:hi]`` (ascending) holding ``d`` or more; ``hi`` if none."""
         while lo < hi:
             mid = (lo + hi) >> 1
             if docs[mid] < d:
@@ -179,6 +188,15 @@ if HAVE_NUMBA:
                 t, c = q_terms[j], q_counts[j]
                 for e in range(b_indptr[t], b_indptr[t + 1]):
                     ub[b_ranges[e]] += c * max(np.float64(b_maxima[e]), 0.0)
+                if b_indptr[t] == b_indptr[t + 1]:  # a rare term: its postings, range by range
+                    p, end = indptr[t], indptr[t + 1]
+                    while p < end:
+                        r, best = docs[p] >> bits, weights[p]
+                        p += 1
+                        while p < end and docs[p] >> bits == r:
+                            best = max(best, weights[p])
+                            p += 1
+                        ub[r] += c * max(np.float64(best), 0.0)
             live = np.flatnonzero(ub > 0.0)
             order = live[np.argsort(-ub[live], kind="mergesort")]
             seg_lo = np.empty(nq, dtype=np.int64)  # the query's postings in the current range, in query order
@@ -191,19 +209,28 @@ if HAVE_NUMBA:
                 if size == k and _below(ub[r], heap_v[0]):
                     break  # every range left is bounded below the k-th best
                 work[qi, 0] += 1
+                base = np.int64(r) << bits
                 m = 0
                 for j in range(nq):
                     t = q_terms[q0 + j]
-                    e = _find(b_ranges, b_indptr[t], b_indptr[t + 1], r)
-                    if e < b_indptr[t + 1] and b_ranges[e] == r:
-                        seg_lo[j] = b_starts[e]
-                        seg_hi[j] = b_starts[e + 1] if e + 1 < b_indptr[t + 1] else indptr[t + 1]
-                        bound[j] = q_counts[q0 + j] * max(np.float64(b_maxima[e]), 0.0)
+                    seg_lo[j] = seg_hi[j] = 0
+                    bound[j] = 0.0
+                    if b_indptr[t] < b_indptr[t + 1]:
+                        e = _find(b_ranges, b_indptr[t], b_indptr[t + 1], r)
+                        if e < b_indptr[t + 1] and b_ranges[e] == r:
+                            seg_lo[j] = b_starts[e]
+                            seg_hi[j] = b_starts[e + 1] if e + 1 < b_indptr[t + 1] else indptr[t + 1]
+                            bound[j] = q_counts[q0 + j] * max(np.float64(b_maxima[e]), 0.0)
+                    else:  # a rare term: find its postings in the range
+                        seg_lo[j] = _find(docs, indptr[t], indptr[t + 1], base)
+                        seg_hi[j] = _find(docs, seg_lo[j], indptr[t + 1], base + (1 << bits))
+                        best = 0.0
+                        for p in range(seg_lo[j], seg_hi[j]):
+                            best = max(best, np.float64(weights[p]))
+                        bound[j] = q_counts[q0 + j] * best
+                    if seg_lo[j] < seg_hi[j]:
                         by_bound[m] = j
                         m += 1
-                    else:
-                        seg_lo[j] = seg_hi[j] = 0
-                        bound[j] = 0.0
                 for i in range(1, m):  # terms by bound ascending (insertion sort: m is small)
                     x = by_bound[i]
                     p = i - 1
@@ -218,7 +245,6 @@ if HAVE_NUMBA:
                         rest += bound[by_bound[n_rest]]
                         is_rest[by_bound[n_rest]] = True
                         n_rest += 1
-                base = np.int64(r) << bits
                 essential = 0
                 for j in range(nq):
                     if not is_rest[j]:

@@ -6,6 +6,7 @@ from rank_bm25 import BM25Okapi
 
 from kard_chain import BM25Index, BM25Params, BM25Tokenizer, KardDataError, Passage, build_index
 from kard_chain.bm25 import kernels as bm25_kernels
+from kard_chain.bm25 import pruning
 from kard_chain.bm25.segments import POSTING_BYTES, SegmentSpill, budget_sizes
 
 TOKENIZER = BM25Tokenizer(pattern=r"\S+", stopwords=None)
@@ -167,6 +168,15 @@ def test_segment_built_index_equals_the_in_memory_one(tmp_path, method):
     for a, b in zip(built._arrays().values(), memory._arrays().values()):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+    if bm25_kernels.HAVE_NUMBA:  # block maxima gathered merge block by merge block equal those of the whole postings
+        whole = pruning.BlockMax.build(memory.indptr, memory.docs, memory.weights, bits=2)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(pruning, "DEFAULT_BITS", 2)
+            rebuilt = build_index(passages, tmp_path / "idx2", tokenizer=TOKENIZER, params=params, show_progress=False,
+                                  memory_gib=400 * POSTING_BYTES * 2 / 2**30)
+        assert len(whole.ranges) > 100
+        for name, a in whole.arrays().items():
+            np.testing.assert_array_equal(rebuilt.blocks.arrays()[name], a)
     for a, b in zip(built.top_k(queries, 7), memory.top_k(queries, 7)):
         np.testing.assert_array_equal(a, b)
     assert not any(p.is_dir() for p in (tmp_path / "idx").iterdir())  # scratch segments removed
