@@ -371,8 +371,13 @@ def main() -> None:
     parser.add_argument("--keep-indexes", action="store_true", help="keep each system's index (default: delete it after its run)")
     parser.add_argument("--memory-gib", type=float, default=2.0, help="our build's memory budget (build_index(memory_gib=))")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--tables", type=Path, nargs="*", help="print the tables of earlier runs' --json files, together, and stop")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+
+    if args.tables:
+        print("\n\n".join(tables([r for f in args.tables for r in json.loads(f.read_text())])))
+        return
 
     if args._child:  # one system on one corpus, in this process
         system, corpus, spec_file = args._child
@@ -413,12 +418,8 @@ def main() -> None:
     method = "okapi" if "rank_bm25" in args.systems else "lucene"
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; BM25 k1={K1} b={B} ({method} idf); "
           f"our build's memory budget {args.memory_gib} GiB; queries/s single thread unless 'batch, 2 threads'\n")
-    builds = "| corpus | system | build s | peak RSS GiB | index MiB | load s |\n|---|---|---|---|---|---|"
-    queries = ("| corpus | queries (terms) | system | top-100 q/s | top-10 q/s | batch top-100, 1 thread | batch, 2 threads | "
-               "2 threads / 1 | exact | top-10 overlap with ours |\n|---|---|---|---|---|---|---|---|---|---|")
-    build_rows, query_rows, everything = [builds], [queries], []
+    everything = []
     for name, path, sets in corpora:
-        results = {}
         for system in args.systems:
             run_dir = work / f"{name.replace(' ', '_').replace(',', '')}-{system}"
             run_dir.mkdir(exist_ok=True)
@@ -426,34 +427,72 @@ def main() -> None:
             spec.write_text(json.dumps({"query_sets": sets, "work": str(run_dir), "out": str(run_dir / "result.json"),
                                         "memory_gib": args.memory_gib, "method": method, "rank_bm25_queries": args.rank_bm25_queries}))
             subprocess.run([sys.executable, __file__, "--_child", system, str(path), str(spec)], env=env, check=True)
-            r = results[system] = json.loads((run_dir / "result.json").read_text())
-            everything.append({"corpus": name, **r})
+            everything.append({"corpus": name, **json.loads((run_dir / "result.json").read_text())})
             if not args.keep_indexes:
                 for sub in ("kard", "lucene", "bm25s"):
                     shutil.rmtree(run_dir / sub, ignore_errors=True)
-            cells = [format(r[key], spec) if key in r else "-" for key, spec in
-                     (("build_s", ".0f"), ("peak_rss_gib", ".2f"), ("size_mib", ",.0f"), ("load_s", ".2f"))]
-            build_rows.append(f"| {name} | {r['system']} | " + " | ".join(cells) + " |")
-            print(build_rows[-1], flush=True)
-        for set_name in sets:
-            ours = results.get("kard", {}).get("sets", {}).get(set_name)
-            for system, r in results.items():
+            print(tables(everything[-1:])[0].splitlines()[-1], flush=True)  # its build row
+            if args.json:
+                args.json.write_text(json.dumps(everything, indent=1))
+    print("\n\n".join(tables(everything)))
+
+
+def tables(results: list[dict]) -> tuple[str, str]:
+    """The build table and the query table (markdown) of results from one or several runs of this script."""
+    corpora = list(dict.fromkeys(r["corpus"] for r in results))
+    builds = ["| corpus | system | build s | peak RSS GiB | index MiB | load s |", "|---|---|---|---|---|---|"]
+    queries = [("| corpus | queries (terms) | system | top-100 q/s | top-10 q/s | batch top-100, 1 thread | batch, 2 threads | "
+                "2 threads / 1 | exact | top-10 overlap with ours |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: corpora.index(r["corpus"])):
+        cells = [format(r[key], spec) if key in r else "-" for key, spec in
+                 (("build_s", ".0f"), ("peak_rss_gib", ".2f"), ("size_mib", ",.0f"), ("load_s", ".2f"))]
+        builds.append(f"| {r['corpus']} | {r['system']} | " + " | ".join(cells) + " |")
+    for corpus in corpora:
+        here = sorted((r for r in results if r["corpus"] == corpus), key=lambda r: r["system"] != "kard")  # ours first
+        ours = next((r for r in here if r["system"] == "kard"), None)
+        for set_name in here[0]["sets"]:
+            mine = ours["sets"][set_name] if ours else None
+            for r in here:
                 s = r["sets"][set_name]
-                terms = f"{set_name} ({ours['terms']:.1f})" if ours else set_name
-                agree = f"{overlap(s['ids10'], ours['ids10']):.3f}" if ours and system != "kard" and "ids10" in s else "-"
-                variants = [(f"{v} ", f"{v} ") for v in ("exhaustive", "pruned", "default")] if system == "kard" else [("", "")]
-                for label, key in variants:
-                    def cell(k: str, spec: str = ".0f") -> str:
-                        return format(s[key + k], spec) if key + k in s else "-"  # noqa: B023
+                terms = f"{set_name} ({mine['terms']:.1f})" if mine else set_name
+                agree = f"{overlap(s['ids10'], mine['ids10']):.3f}" if mine and r is not ours and "ids10" in s else "-"
+                for key in ("exhaustive ", "pruned ", "default ") if r is ours else ("",):
+                    def cell(k: str) -> str:
+                        return format(s[key + k], ".0f") if key + k in s else "-"  # noqa: B023
 
                     ratio = f"{s[key + 'batch2'] / s[key + 'batch1']:.2f}" if key + "batch2" in s else "-"
-                    exact = ("yes" if s["exact"] else "NO") if system == "kard" and label != "exhaustive " else "-"
-                    query_rows.append(f"| {name} | {terms} | {r['system']}{' ' + label.strip() if label else ''} | {cell('top100')} | "
-                                      f"{cell('top10')} | {cell('batch1')} | {cell('batch2')} | {ratio} | {exact} | {agree} |")
-                    print(query_rows[-1], flush=True)
-    print("\n" + "\n".join(build_rows) + "\n\n" + "\n".join(query_rows))
-    if args.json:
-        args.json.write_text(json.dumps(everything, indent=1))
+                    exact = ("yes" if s["exact"] else "NO") if r is ours and key != "exhaustive " else "-"
+                    queries.append(f"| {corpus} | {terms} | {r['system']}{' ' + key.strip() if key else ''} | {cell('top100')} | "
+                                   f"{cell('top10')} | {cell('batch1')} | {cell('batch2')} | {ratio} | {exact} | {agree} |")
+    return "\n".join(builds), "\n".join(queries), extrapolated(results)
+
+
+def extrapolated(results: list[dict], target: int = 21_000_000) -> str:
+    """Top-100 queries/s at ``target`` passages, from the growth between each corpus family's two largest sizes
+    (time per query as a power of the size, fitted on those two)."""
+    rows = [("| corpus | queries | system | top-100 q/s at the two largest sizes | growth exponent | "
+             f"top-100 q/s at {target / 1e6:.0f}M (extrapolated) |"), "|---|---|---|---|---|---|"]
+    families: dict[str, dict[int, list[dict]]] = {}
+    for r in results:
+        family, _, size = r["corpus"].rpartition(" ")
+        if family and size.replace(",", "").isdigit():
+            families.setdefault(family, {}).setdefault(int(size.replace(",", "")), []).append(r)
+    for family, by_size in families.items():
+        if len(by_size) < 2:
+            continue
+        (n1, at1), (n2, at2) = sorted(by_size.items())[-2:]
+        for r1 in at1:
+            r2 = next((r for r in at2 if r["system"] == r1["system"]), None)
+            if r2 is None:
+                continue
+            for set_name in r1["sets"]:
+                for key in ("exhaustive ", "pruned ", "default ") if r1["system"] == "kard" else ("",):
+                    q1, q2 = r1["sets"][set_name][key + "top100"], r2["sets"][set_name][key + "top100"]
+                    alpha = np.log(q1 / q2) / np.log(n2 / n1)
+                    label = f"{r1['system']}{' ' + key.strip() if key else ''}"
+                    rows.append(f"| {family} | {set_name} | {label} | {q1:.0f} / {q2:.0f} | {alpha:.2f} | "
+                                f"{q2 * (n2 / target) ** alpha:.1f} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":
