@@ -47,3 +47,19 @@ def test_the_demo_tables_in_docs_are_the_committed_runs():
 def test_readme_results_table_is_the_committed_runs():
     table = "\n".join(readme_rows(runs("demo-small-")))
     assert table in (ROOT / "README.md").read_text(), f"README's results table should read:\n{table}"
+
+
+def test_the_bm25_tables_in_docs_are_the_committed_benchmark():
+    """docs/scale.md's BM25 tables are what benchmarks/bm25_bench.py --tables prints from the committed figures."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bm25_bench", ROOT / "benchmarks" / "bm25_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = json.loads(gzip.decompress((ROOT / "docs" / "runs" / "bm25-bench.json.gz").read_bytes()))
+    assert {r["system"] for r in results} >= {"kard", "lucene (Pyserini 0.22.1)"}
+    assert all(s["exact"] for r in results if r["system"] == "kard" for s in r["sets"].values())
+    page = (ROOT / "docs" / "scale.md").read_text()
+    for table in bench.tables(results):
+        for line in table.splitlines():
+            assert line in page, f"docs/scale.md lacks, or has other figures than, {line}"
