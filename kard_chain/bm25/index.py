@@ -251,6 +251,8 @@ class BM25Index:
             return self.rank_bm25.top_k(self, q, k)
         if backend != "fast":
             raise ValueError(f"unknown backend {backend!r}; use 'fast' or 'rank_bm25'")
+        if prune and not self.can_prune():
+            raise ValueError("this index cannot be pruned (numba missing, or negative weights: use method='lucene')")
         if not bm25_kernels.HAVE_NUMBA:
             return bm25_kernels.top_k_numpy(*q, self.indptr, self.docs, self.weights, self.n_docs, k)
         rows, scores = bm25_kernels._empty_result(len(queries), k)
@@ -270,8 +272,6 @@ class BM25Index:
                     _in_threads(kernel, sub, k, sub_rows, sub_scores, threads)
                     rows[where], scores[where] = sub_rows, sub_scores
             return rows, scores
-        if prune and not self.can_prune():
-            raise ValueError("this index cannot be pruned (numba missing, or negative weights: use method='lucene')")
         _in_threads(self._pruned_top_k if prune else self._numba_top_k, q, k, rows, scores, threads)
         return rows, scores
 
