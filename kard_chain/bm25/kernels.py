@@ -55,30 +55,30 @@ def top_k_numpy(q_indptr, q_terms, q_counts, indptr, docs, weights, n_docs: int,
 if HAVE_NUMBA:
 
     @numba.njit(cache=True, inline="always")
-    def _worse(v1, r1, v2, r2):
+    def ranks_below(v1, r1, v2, r2):
         return v1 < v2 or (v1 == v2 and r1 > r2)
 
     @numba.njit(cache=True, inline="always")
-    def _push(heap_v, heap_r, size, v, d):
+    def heap_push(heap_v, heap_r, size, v, d):
         """Offer (v, d) to a bounded heap of the best pairs, whose root is the worst; returns the new size."""
         m = len(heap_v)
         if size < m:
             pos = size  # sift up
             while pos > 0:
                 parent = (pos - 1) // 2
-                if not _worse(v, d, heap_v[parent], heap_r[parent]):
+                if not ranks_below(v, d, heap_v[parent], heap_r[parent]):
                     break
                 heap_v[pos], heap_r[pos] = heap_v[parent], heap_r[parent]
                 pos = parent
             heap_v[pos], heap_r[pos] = v, d
             return size + 1
-        if _worse(heap_v[0], heap_r[0], v, d):
+        if ranks_below(heap_v[0], heap_r[0], v, d):
             pos = 0  # sift down
             while 2 * pos + 1 < m:
                 child = 2 * pos + 1
-                if child + 1 < m and _worse(heap_v[child + 1], heap_r[child + 1], heap_v[child], heap_r[child]):
+                if child + 1 < m and ranks_below(heap_v[child + 1], heap_r[child + 1], heap_v[child], heap_r[child]):
                     child += 1
-                if not _worse(heap_v[child], heap_r[child], v, d):
+                if not ranks_below(heap_v[child], heap_r[child], v, d):
                     break
                 heap_v[pos], heap_r[pos] = heap_v[child], heap_r[child]
                 pos = child
@@ -98,7 +98,7 @@ if HAVE_NUMBA:
                 total += indptr[q_terms[j] + 1] - indptr[q_terms[j]]
             # Long posting lists: accumulate, then scan every passage once. Short ones:
             # remember the touched passages and visit only those. The test before each
-            # _push skips the call for passages worse than the heap's root.
+            # heap_push skips the call for passages worse than the heap's root.
             size = 0
             if total * 8 > n_docs:
                 for j in range(q_indptr[qi], q_indptr[qi + 1]):
@@ -113,8 +113,8 @@ if HAVE_NUMBA:
                 for d in range(n_docs):
                     v = acc[d]
                     if v != 0.0:  # a zero score is no match
-                        if size < k or _worse(heap_v[0], heap_r[0], v, d):
-                            size = _push(heap_v, heap_r, size, v, d)
+                        if size < k or ranks_below(heap_v[0], heap_r[0], v, d):
+                            size = heap_push(heap_v, heap_r, size, v, d)
                         acc[d] = 0.0
             else:
                 n = 0
@@ -130,8 +130,8 @@ if HAVE_NUMBA:
                 for i in range(n):
                     d = touched[i]
                     v = acc[d]
-                    if v != 0.0 and (size < k or _worse(heap_v[0], heap_r[0], v, d)):
-                        size = _push(heap_v, heap_r, size, v, d)
+                    if v != 0.0 and (size < k or ranks_below(heap_v[0], heap_r[0], v, d)):
+                        size = heap_push(heap_v, heap_r, size, v, d)
                     acc[d] = 0.0
                     seen[d] = False
             by_row = np.argsort(heap_r[:size])

@@ -97,7 +97,7 @@ class PrunedTopK:
 
 
 if HAVE_NUMBA:
-    from kard_chain.bm25.kernels import _push, _worse
+    from kard_chain.bm25.kernels import heap_push, ranks_below
 
     @numba.njit(cache=True, nogil=True)
     def _count_entries(indptr, docs, bits, counts):
@@ -298,8 +298,8 @@ if HAVE_NUMBA:
                     acc[d] = 0.0
                     seen[d] = False
                     row = base + d
-                    if v != 0.0 and (size < k or _worse(heap_v[0], heap_r[0], v, row)):
-                        size = _push(heap_v, heap_r, size, v, row)
+                    if v != 0.0 and (size < k or ranks_below(heap_v[0], heap_r[0], v, row)):
+                        size = heap_push(heap_v, heap_r, size, v, row)
                 for x in range(n_rest):
                     is_rest[by_bound[x]] = False
             for r in range(n_ranges):
