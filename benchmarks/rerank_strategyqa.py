@@ -36,7 +36,7 @@ from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
 
 RECIPE = {"max_steps": int, "epochs": int, "batch_size": int, "candidates_per_set": int, "max_passage_tokens": int,
           "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int, "attention_dropout": float,
-          "mixed_precision": str}
+          "mixed_precision": str, "target_temperature": float}
 """Trainer fields a flag can override (the rest keep ``kard train-reranker``'s defaults)."""
 SECTION = {"max_steps", "epochs", "batch_size", "candidates_per_set", "max_passage_tokens", "learning_rate"}
 """Those the recipe's ``[reranker]`` section names; the others go through ``reranker.options``."""
