@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -89,18 +90,22 @@ def zipf_corpus(n_docs: int, path: Path, n_queries: int) -> dict[str, list[str]]
             for name, length in (("question", 10), ("rationale", 40))}
 
 
-def sqa_model(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Words, their probabilities and passage lengths (in tokens) fitted on StrategyQA's paragraphs."""
+@functools.cache
+def sqa_paragraph_tokens(data_dir: Path) -> dict[str, list[str]]:
+    """StrategyQA's paragraphs (title and text) as our tokenizer's tokens, by id: tokenised once per process."""
     from kard_chain.bm25.tokenizer import BM25Tokenizer
 
     tokenizer = BM25Tokenizer()
     paragraphs = json.loads((data_dir / "strategyqa" / "strategyqa_train_paragraphs.json").read_text())
-    counts: Counter[str] = Counter()
-    lengths = []
-    for p in paragraphs.values():
-        tokens = tokenizer(f"{p['title']} {p['content']}")
-        counts.update(tokens)
-        lengths.append(len(tokens))
+    return {pid: tokenizer(f"{p['title']} {p['content']}") for pid, p in paragraphs.items()}
+
+
+@functools.cache
+def sqa_model(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, frozenset[str]]:
+    """Words, their probabilities, passage lengths (in tokens) and the words seen, fitted on StrategyQA's paragraphs."""
+    paragraphs = sqa_paragraph_tokens(data_dir).values()
+    counts: Counter[str] = Counter(t for tokens in paragraphs for t in tokens)
+    lengths = [len(tokens) for tokens in paragraphs]
     ranked = counts.most_common()
     freq = np.array([c for _, c in ranked], dtype=np.float64)
     head = int((freq >= 5).sum())  # counts below 5 are too noisy to keep as they are
@@ -111,10 +116,10 @@ def sqa_model(data_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     tail_ranks = np.arange(head + 1, n_types + 1)
     prob = np.concatenate([freq[:head], np.exp(intercept) * tail_ranks**slope])
     words = np.array([w for w, _ in ranked] + [word(i, "x") for i in range(n_types - len(ranked))], dtype=object)
-    return words, prob / prob.sum(), np.array([n for n in lengths if n > 0])
+    return words, prob / prob.sum(), np.array([n for n in lengths if n > 0]), frozenset(counts)
 
 
-def sqa_queries(data_dir: Path, n_queries: int, known: set[str]) -> dict[str, list[str]]:
+def sqa_queries(data_dir: Path, n_queries: int, known: frozenset[str]) -> dict[str, list[str]]:
     """StrategyQA questions and their facts joined, as tokens the corpus holds."""
     from kard_chain.bm25.tokenizer import BM25Tokenizer
 
@@ -129,7 +134,7 @@ def sqa_queries(data_dir: Path, n_queries: int, known: set[str]) -> dict[str, li
 
 def sqa_fitted_corpus(n_docs: int, path: Path, n_queries: int, data_dir: Path) -> dict[str, list[str]]:
     """The StrategyQA-fitted corpus (written if missing) and StrategyQA's queries."""
-    words, prob, lengths = sqa_model(data_dir)
+    words, prob, lengths, seen = sqa_model(data_dir)
     if not path.is_file():
         rng = np.random.default_rng(SEED)
 
@@ -139,22 +144,17 @@ def sqa_fitted_corpus(n_docs: int, path: Path, n_queries: int, data_dir: Path) -
             return [" ".join(words[chunk]) for chunk in np.split(ids, np.cumsum(lens)[:-1])]
 
         _write_passages(path, n_docs, draw)
-    return sqa_queries(data_dir, n_queries, set(words[: (prob > 0).sum()].tolist()))
+    return sqa_queries(data_dir, n_queries, seen)
 
 
 def sqa_paragraphs(path: Path, n_queries: int, data_dir: Path) -> dict[str, list[str]]:
     """StrategyQA's paragraphs as tokens (written if missing), with StrategyQA's queries."""
-    from kard_chain.bm25.tokenizer import BM25Tokenizer
-
-    tokenizer = BM25Tokenizer()
-    paragraphs = json.loads((data_dir / "strategyqa" / "strategyqa_train_paragraphs.json").read_text())
+    paragraphs = sqa_paragraph_tokens(data_dir)
     if not path.is_file():
-        texts = [(pid, " ".join(tokenizer(f"{p['title']} {p['content']}"))) for pid, p in paragraphs.items()]
         tmp = path.with_suffix(".partial")
-        tmp.write_text("".join(json.dumps({"id": pid, "text": text}) + "\n" for pid, text in texts if text))
+        tmp.write_text("".join(json.dumps({"id": pid, "text": " ".join(tokens)}) + "\n" for pid, tokens in paragraphs.items() if tokens))
         tmp.replace(path)
-    known = {t for p in paragraphs.values() for t in tokenizer(f"{p['title']} {p['content']}")}
-    return sqa_queries(data_dir, n_queries, known)
+    return sqa_queries(data_dir, n_queries, sqa_model(data_dir)[3])
 
 
 class PeakRSS:
@@ -195,6 +195,7 @@ def dir_size(path: Path, skip: tuple[str, ...] = ()) -> float:
 
 
 def read_texts(corpus: Path) -> tuple[list[str], list[str]]:
+    """The corpus's passage ids and texts."""
     ids, texts = [], []
     with corpus.open() as f:
         for line in f:
@@ -302,7 +303,7 @@ def run_lucene(corpus: Path, query_sets: dict[str, list[str]], work: Path) -> di
 def run_rank_bm25(corpus: Path, query_sets: dict[str, list[str]], n_queries: int) -> dict:
     from rank_bm25 import BM25Okapi
 
-    _, texts = read_texts(corpus)
+    ids, texts = read_texts(corpus)
     t = time.perf_counter()
     bm25 = BM25Okapi([x.split() for x in texts], k1=K1, b=B)
     out: dict = {"system": "rank_bm25", "build_s": time.perf_counter() - t, "sets": {}}
@@ -315,6 +316,7 @@ def run_rank_bm25(corpus: Path, query_sets: dict[str, list[str]], n_queries: int
                 return best[np.lexsort((best, -scores[best]))]
 
             r[f"top{k}"] = timed_qps(search, queries[:n_queries])
+        r["ids10"] = [[ids[i] for i in search(q, 10)] for q in queries[:n_queries]]  # the reference's top 10, for the overlap
         out["sets"][name] = r
     return out
 

@@ -56,6 +56,7 @@ if HAVE_NUMBA:
 
     @numba.njit(cache=True, inline="always")
     def ranks_below(v1, r1, v2, r2):
+        """Whether (score v1, row r1) ranks below (v2, r2): a lower score, or an equal score and a later row."""
         return v1 < v2 or (v1 == v2 and r1 > r2)
 
     @numba.njit(cache=True, inline="always")
