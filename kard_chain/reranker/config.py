@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from kard_chain.reranker.targets import TargetQueries
 from kard_chain.training.config import TrainingConfig
 
 
@@ -28,6 +29,9 @@ class RerankerTrainingConfig(TrainingConfig):
     """kl: to softmax(BM25(rationale, d) / tau) over the candidates; ce: on the rationale's best passage."""
     target_temperature: float = Field(default=1.0, gt=0)
     """Temperature of softmax(BM25(rationale, d) / tau) (the KL target)."""
+    target_queries: TargetQueries = "rationale"
+    """What BM25 scores the candidates with for the target: the whole rationale (KARD's), each of its sentences
+    (the target the mean of their softmaxes), or the question joined with each sentence (kard_chain.reranker.targets)."""
     score_temperature: float = Field(default=1.0, gt=0)
     """Temperature of the reranker's softmax."""
     candidates_per_set: int = Field(default=8, ge=2)

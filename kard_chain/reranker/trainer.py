@@ -8,8 +8,8 @@ checkpoint every ``save_every`` optimiser steps, exact resume from the last one 
     accelerate launch --num_processes 2 --cpu trainers/reranker.py --config reranker.json
 
 Evaluation: on held-out candidate sets (examples not trained on), Hits@1/3/5 of the
-rationale's best passage (highest BM25(rationale, passage)) when the candidates are ranked
-by BM25(question) and by the reranker.
+target's top passage (with the default target, the highest BM25(rationale, passage)) when the
+candidates are ranked by BM25(question) and by the reranker.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from kard_chain.jsonl_store import read_records
 from kard_chain.metrics import hits
 from kard_chain.reranker.candidates import CandidateSet
 from kard_chain.reranker.config import RerankerTrainingConfig
+from kard_chain.reranker.targets import log_mixture, target_queries
 from kard_chain.training.checkpoints import prepare_run, write_metrics
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
 
@@ -34,9 +35,9 @@ def is_held_out(example_id: str, fraction: float) -> bool:
     return int(hashlib.sha256(example_id.encode()).hexdigest()[:8], 16) / 16**8 < fraction
 
 
-def sample_candidates(c: CandidateSet, n: int, share: float, rng: random.Random) -> tuple[list[str], list[float]]:
-    """``n`` candidates mixing rationale- and question-retrieved passages; the best by target is always kept."""
-    best = c.best
+def sample_candidates(c: CandidateSet, best: int, n: int, share: float, rng: random.Random) -> list[int]:
+    """Positions of ``n`` candidates mixing rationale- and question-retrieved passages; ``best`` (the target's top
+    candidate) is always among them."""
     by_r = [i for i, r in enumerate(c.from_rationale) if r and i != best]
     by_q = [i for i, r in enumerate(c.from_rationale) if not r and i != best]
     want_r = min(len(by_r), round((n - 1) * share))
@@ -44,7 +45,7 @@ def sample_candidates(c: CandidateSet, n: int, share: float, rng: random.Random)
     chosen += rng.sample([i for i in by_r if i not in chosen], min(n - 1 - len(chosen), len(by_r) - want_r))
     chosen = [best] + chosen
     rng.shuffle(chosen)
-    return [c.passage_ids[i] for i in chosen], [c.rationale_scores[i] for i in chosen]
+    return chosen
 
 
 def _with_lora(model, config: RerankerTrainingConfig):
@@ -80,7 +81,7 @@ class _RerankerTask:
 
         self.model, self.loss_fn, self.index, self.held_out = model, loss_fn, index, held_out
         self.accelerator, self.config, self.metrics = accelerator, config, {}
-        self._text, self._format = {}, reranker_text
+        self._text, self._format, self._target_scores = {}, reranker_text, {}
 
     def passage_text(self, pid: str) -> str:
         if pid not in self._text:
@@ -88,8 +89,29 @@ class _RerankerTask:
             self._text[pid] = self._format(p.title, p.text)
         return self._text[pid]
 
+    def target_scores(self, c: CandidateSet) -> list[list[float]]:
+        """BM25 of each target query (``target_queries``) against each candidate of the set."""
+        if c.id not in self._target_scores:
+            kind = self.config.target_queries
+            self._target_scores[c.id] = [c.rationale_scores] if kind == "rationale" else [
+                self.index.score(q, c.passage_ids) for q in target_queries(c.question, c.rationale, kind)]
+        return self._target_scores[c.id]
+
+    def best(self, c: CandidateSet) -> int:
+        """Position of the set's top candidate by its target."""
+        log_p = log_mixture(self.target_scores(c), self.config.target_temperature)
+        return max(range(len(log_p)), key=log_p.__getitem__)
+
     def _sample(self, batch: list[CandidateSet], rng: random.Random) -> list[tuple[list[str], list[float]]]:
-        return [sample_candidates(c, self.config.candidates_per_set, self.config.rationale_share, rng) for c in batch]
+        """Each set's sampled passages and their targets: ``target_temperature`` times the log of the mixture over
+        them, so that the KL loss's ``softmax(targets / target_temperature)`` is the mixture itself (with one
+        query, ``softmax(BM25(rationale) / tau)`` as KARD's), and the CE loss's top candidate is the mixture's."""
+        tau, out = self.config.target_temperature, []
+        for c in batch:
+            chosen = sample_candidates(c, self.best(c), self.config.candidates_per_set, self.config.rationale_share, rng)
+            rows = [[row[i] for i in chosen] for row in self.target_scores(c)]
+            out.append(([c.passage_ids[i] for i in chosen], [tau * x for x in log_mixture(rows, tau)]))
+        return out
 
     def replay(self, batch: list[CandidateSet], rng: random.Random) -> None:
         self._sample(batch, rng)
@@ -117,11 +139,11 @@ class _RerankerTask:
             self.accelerator.print(format_metrics(self.metrics))
 
     def evaluate(self) -> dict[str, Any]:
-        """Hits@k of the rationale's best passage on the held-out sets, by BM25(question) and by the reranker."""
+        """Hits@k of each held-out set's top candidate by its target, ranked by BM25(question) and by the reranker."""
         unwrapped = self.accelerator.unwrap_model(self.model)
         gold, by_bm25, by_model = [], [], []
         for c in self.held_out:
-            gold.append(c.best)
+            gold.append(self.best(c))
             q_scores = self.index.score(c.question, c.passage_ids)
             by_bm25.append(sorted(range(len(q_scores)), key=lambda i: -q_scores[i]))
             m_scores = unwrapped.score([c.question], [[self.passage_text(p) for p in c.passage_ids]])[0]

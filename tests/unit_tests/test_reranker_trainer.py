@@ -180,3 +180,35 @@ def test_two_cpu_processes_under_accelerate(setup, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "checkpoint-3" / "head.safetensors").is_file() and (out / "final" / "reranker.json").is_file()
     assert done.stdout.count("step 1/3 loss") == 1  # printed by the main process only
+
+
+@pytest.mark.parametrize("kind", ["rationale", "sentences", "question+sentences"])
+def test_each_target_kind_reaches_the_sampled_targets(setup, tmp_path, kind):
+    """The targets a step trains on are the mean softmax of BM25 by the queries ``target_queries`` names, over the
+    sampled candidates, and the target's top candidate is always sampled."""
+    import math
+    import random
+
+    from kard_chain.bm25.index import BM25Index
+    from kard_chain.reranker.candidates import CandidateSet
+    from kard_chain.reranker.trainer import _RerankerTask
+
+    index = BM25Index.load(setup / "index")
+    question, rationale = "where does zorb7 live", "zorb7 lives in the tundra. the river reef is wide. So the answer is tundra."
+    ids = [f"zorb{i}" for i in range(12)] + [f"filler{i}" for i in range(4)]
+    c = CandidateSet(id="x#0", example_id="x", question=question, rationale=rationale, passage_ids=ids,
+                     rationale_scores=index.score(rationale, ids), from_rationale=[i < 8 for i in range(len(ids))])
+    queries = {"rationale": [rationale], "sentences": ["zorb7 lives in the tundra.", "the river reef is wide."],
+               "question+sentences": [f"{question} zorb7 lives in the tundra.", f"{question} the river reef is wide."]}[kind]
+    tau = 2.0
+    task = _RerankerTask(None, None, index, [], None, config(setup, tmp_path, target_queries=kind, target_temperature=tau, candidates_per_set=6))
+    rows_all = [index.score(q, ids) for q in queries]
+    mean_all = [sum(math.exp(r[i] / tau) / sum(math.exp(x / tau) for x in r) for r in rows_all) / len(queries) for i in range(len(ids))]
+    assert task.best(c) == mean_all.index(max(mean_all))
+    for seed in range(5):
+        [(sampled, targets)] = task._sample([c], random.Random(seed))
+        assert len(sampled) == 6 and ids[task.best(c)] in sampled
+        rows = [index.score(q, sampled) for q in queries]
+        expected = [sum(math.exp(r[i] / tau) / sum(math.exp(x / tau) for x in r) for r in rows) / len(queries) for i in range(6)]
+        got = [math.exp(t / tau) for t in targets]
+        assert [g / sum(got) for g in got] == pytest.approx(expected, rel=1e-9)
