@@ -38,9 +38,17 @@ from kard_chain.reranker.targets import log_mixture, target_queries
 from kard_chain.reranker.trainer import is_held_out
 from kard_chain.retrievers.reranking import KardRerankerCompressor, fuse
 
+def yes_no(value: str) -> bool:
+    """A flag's true or false."""
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"{value!r}: true or false")
+    return value.lower() == "true"
+
+
 RECIPE = {"max_steps": int, "epochs": int, "batch_size": int, "candidates_per_set": int, "max_passage_tokens": int,
           "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int, "attention_dropout": float,
-          "mixed_precision": str, "target_temperature": float, "target_queries": str}
+          "mixed_precision": str, "target_temperature": float, "target_queries": str,
+          "in_batch_negatives": yes_no}
 """Trainer fields a flag can override (the rest keep ``kard train-reranker``'s defaults)."""
 SECTION = {"max_steps", "epochs", "batch_size", "candidates_per_set", "max_passage_tokens", "learning_rate"}
 """Those the recipe's ``[reranker]`` section names; the others go through ``reranker.options``."""

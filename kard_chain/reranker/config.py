@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kard_chain.reranker.targets import TargetQueries
 from kard_chain.training.config import TrainingConfig
@@ -37,6 +37,9 @@ class RerankerTrainingConfig(TrainingConfig):
     candidates_per_set: int = Field(default=8, ge=2)
     """Candidates sampled per set each step (the rationale's best passage always among them); 8 keeps one epoch
     over StrategyQA within 30 minutes on 2 CPU cores (docs/results-real-data.md)."""
+    in_batch_negatives: bool = False
+    """Score each question against every passage sampled for the batch (late interaction: each passage encoded once),
+    the targets by BM25 of its own rationale over all of them: batch_size x candidates_per_set candidates a question."""
     rationale_share: float = Field(default=0.5, ge=0, le=1)
     """Share of the sampled candidates drawn from the rationale-retrieved passages."""
     learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)
@@ -71,3 +74,10 @@ class RerankerTrainingConfig(TrainingConfig):
     """Questions are truncated to this many tokens."""
     max_passage_tokens: int = Field(default=128, ge=1)
     """Passages are truncated to this many tokens (StrategyQA's paragraphs: median 116)."""
+
+    @model_validator(mode="after")
+    def _in_batch_needs_late_interaction(self) -> RerankerTrainingConfig:
+        if self.in_batch_negatives and self.scoring != "late_interaction":
+            raise ValueError("in_batch_negatives needs scoring='late_interaction' (a cross-encoder reads each question "
+                             "with each passage: nothing is shared across the batch)")
+        return self

@@ -103,9 +103,20 @@ class KardReranker(nn.Module):
         sim = torch.einsum("qd,cpd->cqp", q, p).masked_fill(~p_mask[:, None, :], -1e4)
         return (sim.max(-1).values * q_mask[None, :]).sum(-1)
 
-    def forward(self, questions: list[str], candidates: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, questions: list[str], candidates: list[list[str]] | None = None, *,
+                shared: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores ``(B, C)`` of each question's candidate passages, padded to the longest
-        list, and the mask of real candidates."""
+        list, and the mask of real candidates; or, with ``shared`` (late interaction only), of every question
+        against the same passages, each encoded once (in-batch negatives)."""
+        if shared is not None:
+            if self.config.scoring != "late_interaction":
+                raise ValueError("shared passages (in-batch negatives) need late_interaction scoring")
+            q, q_mask = self.embed_questions(questions)
+            p, p_mask = self.embed_passages(shared)
+            scores = torch.stack([self.maxsim(q[i], q_mask[i], p, p_mask) for i in range(len(questions))])
+            return scores, torch.ones_like(scores, dtype=torch.bool)
+        if candidates is None:
+            raise ValueError("pass candidates, or shared passages")
         width = max(len(c) for c in candidates)
         scores = torch.zeros(len(questions), width, device=self.device)
         mask = torch.zeros(len(questions), width, dtype=torch.bool, device=self.device)

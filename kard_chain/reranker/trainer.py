@@ -89,12 +89,13 @@ class _RerankerTask:
             self._text[pid] = self._format(p.title, p.text)
         return self._text[pid]
 
-    def target_scores(self, c: CandidateSet) -> list[list[float]]:
-        """BM25 of each target query (``target_queries``) against each candidate of the set."""
+    def target_scores(self, c: CandidateSet, ids: list[str] | None = None) -> list[list[float]]:
+        """BM25 of each target query (``target_queries``) against each candidate of the set, or against ``ids``."""
+        kind = self.config.target_queries
+        if ids is not None:
+            return [self.index.score(q, ids) for q in target_queries(c.question, c.rationale, kind)]
         if c.id not in self._target_scores:
-            kind = self.config.target_queries
-            self._target_scores[c.id] = [c.rationale_scores] if kind == "rationale" else [
-                self.index.score(q, c.passage_ids) for q in target_queries(c.question, c.rationale, kind)]
+            self._target_scores[c.id] = [c.rationale_scores] if kind == "rationale" else self.target_scores(c, c.passage_ids)
         return self._target_scores[c.id]
 
     def best(self, c: CandidateSet) -> int:
@@ -120,7 +121,13 @@ class _RerankerTask:
         import torch
 
         sampled = self._sample(batch, rng)
-        scores, mask = self.model([c.question for c in batch], [[self.passage_text(p) for p in ids] for ids, _ in sampled])
+        if self.config.in_batch_negatives:
+            ids = list(dict.fromkeys(p for s, _ in sampled for p in s))
+            tau = self.config.target_temperature
+            sampled = [(ids, [tau * x for x in log_mixture(self.target_scores(c, ids), tau)]) for c in batch]
+            scores, mask = self.model([c.question for c in batch], shared=[self.passage_text(p) for p in ids])
+        else:
+            scores, mask = self.model([c.question for c in batch], [[self.passage_text(p) for p in ids] for ids, _ in sampled])
         targets = torch.zeros_like(scores)
         for i, (_, t) in enumerate(sampled):
             targets[i, : len(t)] = torch.tensor(t)

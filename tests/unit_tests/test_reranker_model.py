@@ -129,3 +129,18 @@ def test_from_encoder_starts_from_the_saved_encoder_with_a_fresh_head(tmp_path):
     assert model.tokenizer("zorb lives")["input_ids"] == tokenizer("zorb lives")["input_ids"]
     cross = KardReranker.from_encoder(str(tmp_path / "enc"), RerankerConfig(scoring="cross_encoder"), hidden_dropout_prob=0.3)
     assert cross.head.out_features == 1 and cross.encoder.config.hidden_dropout_prob == 0.3  # keyword arguments reach the encoder
+
+
+def test_shared_passages_score_as_each_question_against_the_whole_list():
+    model, sets = setup("late_interaction")
+    model.eval()
+    questions, passages = [q for q, *_ in sets[:3]], sets[0][1] + sets[1][1]
+    with torch.no_grad():
+        shared, mask = model(questions, shared=passages)
+        each, _ = model(questions, [passages] * 3)
+    assert shared.shape == (3, len(passages)) and bool(mask.all())
+    assert torch.allclose(shared, each, atol=1e-5)
+    assert not torch.allclose(shared[0], shared[1])  # each question its own row
+    cross, _ = setup("cross_encoder")
+    with pytest.raises(ValueError, match="late_interaction"):
+        cross(questions, shared=passages)

@@ -212,3 +212,43 @@ def test_each_target_kind_reaches_the_sampled_targets(setup, tmp_path, kind):
         expected = [sum(math.exp(r[i] / tau) / sum(math.exp(x / tau) for x in r) for r in rows) / len(queries) for i in range(6)]
         got = [math.exp(t / tau) for t in targets]
         assert [g / sum(got) for g in got] == pytest.approx(expected, rel=1e-9)
+
+
+def test_in_batch_negatives_score_every_question_against_the_batchs_passages(setup, tmp_path):
+    """Each question meets every passage sampled for the batch, its target by BM25 of its own rationale over all."""
+    import math
+    import random
+
+    from kard_chain.bm25.index import BM25Index
+    from kard_chain.reranker.trainer import _RerankerTask
+
+    seen = {}
+
+    def model(questions, candidates=None, *, shared=None):
+        seen.update(questions=questions, candidates=candidates, shared=shared)
+        n = len(shared) if shared is not None else max(len(c) for c in candidates)
+        return torch.zeros(len(questions), n), torch.ones(len(questions), n, dtype=torch.bool)
+
+    def loss_fn(scores, targets, mask):
+        seen.update(targets=targets)
+        return targets.sum()
+
+    index, tau = BM25Index.load(setup / "index"), 2.0
+    sets = held_out_sets(setup)[:3] or pytest.skip("no held-out sets")
+    for in_batch in (False, True):
+        cfg = config(setup, tmp_path, in_batch_negatives=in_batch, target_temperature=tau)
+        task = _RerankerTask(model, loss_fn, index, [], None, cfg)
+        task.passage_text = lambda pid: pid  # the model sees ids: the test reads back which passages it met
+        task.loss(sets, random.Random(0))
+        if not in_batch:
+            assert seen["shared"] is None and [len(c) for c in seen["candidates"]] == [4] * len(sets)
+            continue
+        ids = seen["shared"]
+        assert seen["candidates"] is None and len(ids) == len(set(ids)) > 4
+        for row, c in zip(seen["targets"], sets):
+            scores = index.score(c.rationale, ids)
+            expected = [math.exp(s / tau) / sum(math.exp(x / tau) for x in scores) for s in scores]
+            got = [math.exp(t / tau) for t in row.tolist()]
+            assert [g / sum(got) for g in got] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="in_batch_negatives needs scoring='late_interaction'"):
+        config(setup, tmp_path, in_batch_negatives=True, scoring="cross_encoder")
