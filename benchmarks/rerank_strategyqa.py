@@ -47,7 +47,7 @@ def yes_no(value: str) -> bool:
 
 RECIPE = {"max_steps": int, "epochs": int, "batch_size": int, "candidates_per_set": int, "max_passage_tokens": int,
           "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int, "attention_dropout": float,
-          "mixed_precision": str, "target_temperature": float, "target_queries": str,
+          "mixed_precision": str, "target_temperature": float, "target_queries": str, "target_scorer": str,
           "in_batch_negatives": yes_no}
 """Trainer fields a flag can override (the rest keep ``kard train-reranker``'s defaults)."""
 SECTION = {"max_steps", "epochs", "batch_size", "candidates_per_set", "max_passage_tokens", "learning_rate"}
@@ -136,9 +136,10 @@ def main() -> None:
                 scores = fuse(model, first, w) if w else model
                 ranked[f"reranker{label}, first-stage weight {w:g}"] = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -scores[i])]
         ranked["BM25(facts), the rationale oracle"] = [d.metadata["id"] for d in bm25.invoke(ex.reference_rationale or ex.question, k=10)]
-        queries = target_queries(ex.question, ex.reference_rationale or ex.question, target_kind)
-        target = log_mixture([bm25.score(q, ids) for q in queries], tau)
-        ranked[f"target ({target_kind}, tau {tau:g}) over the same 100"] = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -target[i])]
+        if (args.target_scorer or "bm25") == "bm25":  # the dense scorer's row would embed every candidate again
+            queries = target_queries(ex.question, ex.reference_rationale or ex.question, target_kind)
+            target = log_mixture([bm25.score(q, ids) for q in queries], tau)
+            ranked[f"target ({target_kind}, tau {tau:g}) over the same 100"] = [ids[i] for i in sorted(range(len(ids)), key=lambda i: -target[i])]
         ranked["gold paragraphs first (best possible)"] = sorted(ex.evidence_ids)
         for name, order in ranked.items():
             rows.setdefault(name, []).append((order[:10], set(ex.evidence_ids), is_dev(ex.id)))

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kard_chain.reranker.targets import TargetQueries
+from kard_chain.reranker.targets import TargetQueries, TargetScorer
 from kard_chain.training.config import TrainingConfig
 
 
@@ -32,6 +32,11 @@ class RerankerTrainingConfig(TrainingConfig):
     target_queries: TargetQueries = "rationale"
     """What BM25 scores the candidates with for the target: the whole rationale (KARD's), each of its sentences
     (the target the mean of their softmaxes), or the question joined with each sentence (kard_chain.reranker.targets)."""
+    target_scorer: TargetScorer = "bm25"
+    """bm25: BM25(query, passage), KARD's; bm25+dense: z(BM25) + z(cosine of target_encoder's mean-pooled embeddings)
+    over each set's candidates (standardised scores: a target_temperature near 0.5 suits them)."""
+    target_encoder: str | None = None
+    """The sentence encoder of the bm25+dense target (default: ``encoder``, which for the packaged MiniLM is one)."""
     score_temperature: float = Field(default=1.0, gt=0)
     """Temperature of the reranker's softmax."""
     candidates_per_set: int = Field(default=8, ge=2)

@@ -4,7 +4,9 @@ KARD's target is ``softmax(BM25(rationale, d) / tau)`` over the candidates. A ra
 facts, each found in its own passage, and BM25 over the whole rationale favours the passage of its longest fact.
 ``sentences`` scores the candidates with each sentence of the rationale on its own and takes the mean of their
 softmaxes (several rationales per question, as the paper's teacher gives); ``question+sentences`` prefixes each
-sentence with the question. The closing "So the answer is ..." adds no knowledge and is left out::
+sentence with the question. The closing "So the answer is ..." adds no knowledge and is left out. The scorer is
+BM25 (KARD's), or ``bm25+dense``: the sum of BM25's and a sentence encoder's cosine, each standardised over the
+candidates, so that a fact worded otherwise than its passage still finds it::
 
     queries = target_queries("Is a zorb wet?", "Zorbs live in marshes. Marshes are wet. So the answer is yes.", "sentences")
     # ["Zorbs live in marshes.", "Marshes are wet."]
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 TargetQueries = Literal["rationale", "sentences", "question+sentences"]
+TargetScorer = Literal["bm25", "bm25+dense"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _ANSWER = re.compile(r"^(so|thus|therefore),?\s+the answer is\b", re.IGNORECASE)
@@ -57,4 +60,15 @@ def log_mixture(scores: Sequence[Sequence[float]], temperature: float) -> list[f
     for column in zip(*logs):
         top = max(column)
         out.append(top + math.log(sum(math.exp(x - top) for x in column) / len(column)))
+    return out
+
+
+def standardised_sum(*rows: Sequence[float]) -> list[float]:
+    """The sum of the rows, each standardised (mean 0, standard deviation 1; a constant row counts 0)."""
+    out = [0.0] * len(rows[0])
+    for row in rows:
+        mean = sum(row) / len(row)
+        sd = math.sqrt(sum((x - mean) ** 2 for x in row) / len(row))
+        for i, x in enumerate(row):
+            out[i] += (x - mean) / sd if sd > 0 else 0.0
     return out

@@ -25,7 +25,7 @@ from kard_chain.jsonl_store import read_records
 from kard_chain.metrics import hits
 from kard_chain.reranker.candidates import CandidateSet
 from kard_chain.reranker.config import RerankerTrainingConfig
-from kard_chain.reranker.targets import log_mixture, target_queries
+from kard_chain.reranker.targets import log_mixture, standardised_sum, target_queries
 from kard_chain.training.checkpoints import prepare_run, write_metrics
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
 
@@ -82,6 +82,7 @@ class _RerankerTask:
         self.model, self.loss_fn, self.index, self.held_out = model, loss_fn, index, held_out
         self.accelerator, self.config, self.metrics = accelerator, config, {}
         self._text, self._format, self._target_scores = {}, reranker_text, {}
+        self._embedder, self._vectors = None, {}
 
     def passage_text(self, pid: str) -> str:
         if pid not in self._text:
@@ -90,13 +91,33 @@ class _RerankerTask:
         return self._text[pid]
 
     def target_scores(self, c: CandidateSet, ids: list[str] | None = None) -> list[list[float]]:
-        """BM25 of each target query (``target_queries``) against each candidate of the set, or against ``ids``."""
-        kind = self.config.target_queries
+        """The target scorer's score of each target query (``target_queries``) against each candidate of the set, or
+        against ``ids``."""
+        kind, dense = self.config.target_queries, self.config.target_scorer == "bm25+dense"
         if ids is not None:
-            return [self.index.score(q, ids) for q in target_queries(c.question, c.rationale, kind)]
+            queries = target_queries(c.question, c.rationale, kind)
+            rows = [self.index.score(q, ids) for q in queries]
+            return [standardised_sum(r, d) for r, d in zip(rows, self.cosines(queries, ids))] if dense else rows
         if c.id not in self._target_scores:
-            self._target_scores[c.id] = [c.rationale_scores] if kind == "rationale" else self.target_scores(c, c.passage_ids)
+            plain = kind == "rationale" and not dense
+            self._target_scores[c.id] = [c.rationale_scores] if plain else self.target_scores(c, c.passage_ids)
         return self._target_scores[c.id]
+
+    def cosines(self, queries: list[str], ids: list[str]) -> list[list[float]]:
+        """Cosine of each query's and each passage's embedding by the target encoder (passages embedded once)."""
+        import numpy as np
+
+        if self._embedder is None:
+            from kard_chain.embeddings import TransformerEmbeddings
+
+            encoder = self.config.target_encoder or self.config.encoder
+            device = str(self.accelerator.device) if self.accelerator is not None else "cpu"
+            self._embedder = TransformerEmbeddings(model=encoder, max_length=self.config.max_passage_tokens, device=device)
+        todo = [p for p in dict.fromkeys(ids) if p not in self._vectors]
+        if todo:
+            self._vectors.update(zip(todo, np.asarray(self._embedder.embed_documents([self.passage_text(p) for p in todo]))))
+        passages = np.stack([self._vectors[p] for p in ids])
+        return (np.asarray(self._embedder.embed_documents(queries)) @ passages.T).tolist()
 
     def best(self, c: CandidateSet) -> int:
         """Position of the set's top candidate by its target."""

@@ -252,3 +252,43 @@ def test_in_batch_negatives_score_every_question_against_the_batchs_passages(set
             assert [g / sum(got) for g in got] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="in_batch_negatives needs scoring='late_interaction'"):
         config(setup, tmp_path, in_batch_negatives=True, scoring="cross_encoder")
+
+
+def test_the_dense_target_adds_the_encoders_cosine_to_bm25_each_standardised(setup, tmp_path):
+    import math
+    import random
+
+    import numpy as np
+
+    from kard_chain.bm25.index import BM25Index
+    from kard_chain.embeddings import TransformerEmbeddings
+    from kard_chain.reranker.targets import standardised_sum
+    from kard_chain.reranker.trainer import _RerankerTask
+
+    from transformers import AutoModel, AutoTokenizer
+
+    other = tmp_path / "other_encoder"  # not the reranker's: the target must come from target_encoder
+    torch.manual_seed(5)
+    model = AutoModel.from_pretrained(setup / "encoder")
+    with torch.no_grad():
+        for w in model.parameters():
+            w.add_(torch.randn_like(w) * 0.5)
+    model.save_pretrained(other)
+    AutoTokenizer.from_pretrained(setup / "encoder").save_pretrained(other)
+    index, tau = BM25Index.load(setup / "index"), 0.5
+    [c] = held_out_sets(setup)[:1]
+    embed = TransformerEmbeddings(model=str(other), max_length=128)
+    texts = [index.passages.get(index.row_of[p]).text for p in c.passage_ids]
+    cosine = (np.asarray(embed.embed_documents([c.rationale])) @ np.asarray(embed.embed_documents(texts)).T)[0].tolist()
+    expected = standardised_sum(index.score(c.rationale, c.passage_ids), cosine)
+    cfg = config(setup, tmp_path, target_scorer="bm25+dense", target_encoder=str(other), target_temperature=tau)
+    task = _RerankerTask(None, None, index, [], None, cfg)
+    assert task.target_scores(c) == [pytest.approx(expected, abs=1e-5)]
+    assert task.best(c) == expected.index(max(expected))
+    [(sampled, targets)] = task._sample([c], random.Random(3))
+    rows = [expected[c.passage_ids.index(p)] for p in sampled]
+    want = [math.exp(x / tau) / sum(math.exp(y / tau) for y in rows) for x in rows]
+    got = [math.exp(t / tau) for t in targets]
+    assert [g / sum(got) for g in got] == pytest.approx(want, rel=1e-4)
+    plain = _RerankerTask(None, None, index, [], None, config(setup, tmp_path, target_temperature=tau))
+    assert plain.target_scores(c) == [c.rationale_scores]  # KARD's target unless asked
