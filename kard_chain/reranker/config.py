@@ -47,6 +47,9 @@ class RerankerTrainingConfig(TrainingConfig):
     the targets by BM25 of its own rationale over all of them: batch_size x candidates_per_set candidates a question."""
     rationale_share: float = Field(default=0.5, ge=0, le=1)
     """Share of the sampled candidates drawn from the rationale-retrieved passages."""
+    head_init: Literal["random", "pca"] = "random"
+    """The late-interaction projection at the start: random, or the leading principal directions of the encoder's
+    token vectors over 256 training passages (MaxSim then starts near the pretrained encoder's own)."""
     learning_rate: float = Field(default=2e-5, gt=0, allow_inf_nan=False)
     """Peak learning rate of the encoder."""
     head_learning_rate: float = Field(default=1e-3, gt=0, allow_inf_nan=False)

@@ -152,6 +152,29 @@ class KardReranker(nn.Module):
             self.train(was_training)
         return [row[m].tolist() for row, m in zip(scores, mask)]
 
+    @torch.no_grad()
+    def init_head_from(self, passages: list[str], batch_size: int = 32) -> None:
+        """Late interaction: set the projection to the leading principal directions of the encoder's token vectors
+        over ``passages`` (uncentred), so that MaxSim starts near the pretrained encoder's own token similarities
+        instead of a random projection's. With ``dim`` at least the hidden size, the projection is the identity."""
+        if self.config.scoring != "late_interaction":
+            raise ValueError("init_head_from: only the late-interaction projection has directions to set")
+        hidden = self.head.in_features
+        weight = torch.zeros(self.config.dim, hidden)
+        if self.config.dim >= hidden:
+            weight[:hidden] = torch.eye(hidden)
+        else:
+            if not passages:
+                raise ValueError("init_head_from: no passages to take the directions from")
+            moment = torch.zeros(hidden, hidden, dtype=torch.float64)
+            for lo in range(0, len(passages), batch_size):
+                batch = self._tokens(passages[lo : lo + batch_size], self.config.max_passage_tokens)
+                states = self.encoder(**batch).last_hidden_state[batch["attention_mask"].bool()].double().cpu()
+                moment += states.T @ states
+            _, vectors = torch.linalg.eigh(moment)  # ascending eigenvalues
+            weight = vectors[:, -self.config.dim :].flip(-1).T.float()
+        self.head.weight.copy_(weight.to(self.head.weight.device))
+
     # ---- persistence ----------------------------------------------------------------
 
     def fingerprint(self) -> str:

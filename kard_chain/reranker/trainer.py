@@ -193,8 +193,9 @@ def _dropout_override(config: RerankerTrainingConfig) -> dict[str, float]:
                      "setting that kard knows (attention_probs_dropout_prob, attention_dropout); pass attention_dropout=None")
 
 
-def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]):
-    """The reranker (from the last checkpoint's weights when resuming) and AdamW with a faster head."""
+def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path], head_passages=None):
+    """The reranker (from the last checkpoint's weights when resuming) and AdamW with a faster head;
+    ``head_passages()`` gives the texts a ``pca`` head starts from."""
     import torch
     from safetensors.torch import load_file
 
@@ -204,6 +205,8 @@ def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]
                            max_passage_tokens=config.max_passage_tokens)
     torch.manual_seed(config.seed)
     model = KardReranker.from_encoder(config.encoder, rconf, **_dropout_override(config))
+    if config.head_init == "pca" and not checkpoints:
+        model.init_head_from(head_passages() if head_passages else [])
     if config.freeze_layers:
         _freeze_lower_layers(model.encoder, config.freeze_layers)
     if config.lora_r:
@@ -224,6 +227,7 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     ``log_every`` steps of this run and its training seconds."""
     from kard_chain.bm25.index import BM25Index
     from kard_chain.reranker.losses import BM25DistillationKLLoss, TopCandidateCrossEntropyLoss
+    from kard_chain.reranker.model import reranker_text
 
     if is_local_path(config.encoder) and not Path(config.encoder).expanduser().exists():  # before any work
         raise KardDataError("encoder folder not found", path=config.encoder)
@@ -236,7 +240,14 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     held_out = [c for c in sets if is_held_out(c.example_id, config.eval_fraction)]
     if not train:
         raise ValueError(f"no training candidate sets in {config.candidates}")
-    model, optimizer = _model_and_optimizer(config, checkpoints)
+    index = BM25Index.load(config.index)
+
+    def head_passages() -> list[str]:
+        ids = sorted({p for c in train for p in c.passage_ids})
+        rows = [index.passages.get(index.row_of[p]) for p in random.Random(config.seed).sample(ids, min(256, len(ids)))]
+        return [reranker_text(r.title, r.text) for r in rows]
+
+    model, optimizer = _model_and_optimizer(config, checkpoints, head_passages)
     total = total_steps(config, len(train), accelerator.num_processes)
     scheduler = linear_schedule(optimizer, config, total)
     loss_fn = (
@@ -246,7 +257,7 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     )
     start = resume_state(checkpoints, optimizer, scheduler, accelerator)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    task = _RerankerTask(model, loss_fn, BM25Index.load(config.index), held_out, accelerator, config)
+    task = _RerankerTask(model, loss_fn, index, held_out, accelerator, config)
     run = run_loop(config, task, train, accelerator, model, optimizer, scheduler, start_step=start, total=total,
                    desc="train reranker", show_progress=show_progress)
     first, last = run.loss_window(config.log_every)

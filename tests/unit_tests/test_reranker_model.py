@@ -144,3 +144,35 @@ def test_shared_passages_score_as_each_question_against_the_whole_list():
     cross, _ = setup("cross_encoder")
     with pytest.raises(ValueError, match="late_interaction"):
         cross(questions, shared=passages)
+
+
+def token_states(model, texts):
+    batch = model.tokenizer(texts, padding=True, truncation=True, max_length=model.config.max_passage_tokens, return_tensors="pt")
+    with torch.no_grad():
+        return model.encoder(**batch).last_hidden_state[batch["attention_mask"].bool()]
+
+
+def test_a_pca_head_keeps_more_of_the_token_vectors_than_any_random_projection():
+    from kard_chain.reranker.model import RerankerConfig
+
+    model, sets = setup("late_interaction")
+    model.eval()
+    hidden, dim = model.head.in_features, model.head.in_features // 4
+    texts = [t for _, c, *_ in sets for t in c]
+    states = token_states(model, texts)
+
+    full = KardReranker(model.encoder, model.tokenizer, RerankerConfig(dim=hidden)).eval()
+    full.init_head_from([])
+    assert torch.equal(full.head.weight, torch.eye(hidden))  # nothing to drop: the encoder's own vectors
+
+    small = KardReranker(model.encoder, model.tokenizer, RerankerConfig(dim=dim)).eval()
+    small.init_head_from(texts)
+    w = small.head.weight
+    assert torch.allclose(w @ w.T, torch.eye(dim), atol=1e-5)  # orthonormal directions
+    kept = float((states @ w.T).pow(2).sum())
+    torch.manual_seed(0)
+    for _ in range(20):
+        q, _ = torch.linalg.qr(torch.randn(hidden, dim))
+        assert kept > float((states @ q).pow(2).sum())
+    with pytest.raises(ValueError, match="only the late-interaction"):
+        setup("cross_encoder")[0].init_head_from(texts)

@@ -292,3 +292,15 @@ def test_the_dense_target_adds_the_encoders_cosine_to_bm25_each_standardised(set
     assert [g / sum(got) for g in got] == pytest.approx(want, rel=1e-4)
     plain = _RerankerTask(None, None, index, [], None, config(setup, tmp_path, target_temperature=tau))
     assert plain.target_scores(c) == [c.rationale_scores]  # KARD's target unless asked
+
+
+def test_a_pca_head_init_reaches_the_model_the_trainer_builds(setup, tmp_path):
+    from kard_chain.reranker.trainer import _model_and_optimizer
+
+    texts = [f"zorb{i} lives in the marsh near the river" for i in range(12)]
+    random_head, _ = _model_and_optimizer(config(setup, tmp_path), [], lambda: texts)
+    pca_head, _ = _model_and_optimizer(config(setup, tmp_path, head_init="pca"), [], lambda: texts)
+    expected, _ = _model_and_optimizer(config(setup, tmp_path), [])
+    expected.init_head_from(texts)
+    assert torch.equal(pca_head.head.weight, expected.head.weight)
+    assert not torch.allclose(random_head.head.weight, expected.head.weight)
