@@ -47,7 +47,7 @@ def yes_no(value: str) -> bool:
 
 RECIPE = {"max_steps": int, "epochs": int, "batch_size": int, "candidates_per_set": int, "max_passage_tokens": int,
           "freeze_layers": int, "learning_rate": float, "loss": str, "seed": int, "attention_dropout": float,
-          "mixed_precision": str, "target_temperature": float, "target_queries": str, "target_scorer": str,
+          "mixed_precision": str, "target_temperature": float, "target_queries": str, "target_scorer": str, "head_init": str, "dim": int,
           "in_batch_negatives": yes_no}
 """Trainer fields a flag can override (the rest keep ``kard train-reranker``'s defaults)."""
 SECTION = {"max_steps", "epochs", "batch_size", "candidates_per_set", "max_passage_tokens", "learning_rate"}
