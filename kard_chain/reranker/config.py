@@ -26,11 +26,12 @@ class RerankerTrainingConfig(TrainingConfig):
     dim: int = Field(default=128, ge=1)
     """Size of the token vectors (late interaction)."""
     loss: Literal["kl", "ce"] = "kl"
-    """kl: to softmax(BM25(rationale, d) / tau) over the candidates; ce: on the rationale's best passage."""
+    """kl: to softmax(BM25(rationale, d) / tau) over the candidates (or the target_queries' mixture); ce: on the
+    target's top passage."""
     target_temperature: float = Field(default=1.0, gt=0)
     """Temperature of softmax(BM25(rationale, d) / tau) (the KL target)."""
     target_queries: TargetQueries = "rationale"
-    """What BM25 scores the candidates with for the target: the whole rationale (KARD's), each of its sentences
+    """The queries that score the candidates for the target: the whole rationale (KARD's), each of its sentences
     (the target the mean of their softmaxes), or the question joined with each sentence (kard_chain.reranker.targets)."""
     target_scorer: TargetScorer = "bm25"
     """bm25: BM25(query, passage), KARD's; bm25+dense: z(BM25) + z(cosine of target_encoder's mean-pooled embeddings)
