@@ -7,7 +7,7 @@
 mutmut (config: ``[tool.mutmut]`` in pyproject.toml) rewrites each function of the modules below
 in many small ways (an operator, a constant, a dropped argument) and runs the tests that cover it;
 a mutant the tests do not fail on "survives". In scope: the reranker model (MaxSim, masks,
-normalisation, persistence), both losses, the metrics (Wilson interval, recall@k, hits@k), the
+normalisation, persistence), both losses, the targets (sentences, their mixture), the metrics (Wilson interval, recall@k, hits@k), the
 answer grammar and the vote, and BM25 scoring (idf, weights, postings, top-k and score); and the features with
 the places that switch them on: the segment-wise build, the residual codec, score fusion, the bridge round,
 counterfactual copies, the reading retriever, the student's collator and weighted loss (the answer weight), the
@@ -32,6 +32,7 @@ SCOPE = {
     "kard_chain.reranker.model": None,  # None: every function of the module
     "kard_chain.reranker.losses.kl": None,
     "kard_chain.reranker.losses.ce": None,
+    "kard_chain.reranker.targets": None,
     "kard_chain.metrics": None,
     "kard_chain.answers": None,
     "kard_chain.bm25.index": {"_idf", "_weights", "_scored", "_postings", "score", "top_k", "encode_queries"},
