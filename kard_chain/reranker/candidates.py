@@ -37,14 +37,9 @@ class CandidateSet(BaseModel):
     passage_ids: list[str]
     """Rationale-retrieved passages first (in BM25 order), then the question-retrieved ones not already in."""
     rationale_scores: list[float]
-    """BM25(rationale, passage) for each passage: the training target."""
+    """BM25(rationale, passage) for each passage: KARD's training target (``target_queries="rationale"``)."""
     from_rationale: list[bool]
     """Whether each passage was retrieved with the rationale (else only with the question)."""
-
-    @property
-    def best(self) -> int:
-        """Position of the rationale's best passage (highest BM25(rationale, passage))."""
-        return max(range(len(self.passage_ids)), key=self.rationale_scores.__getitem__)
 
 
 def _drop_stale(path: Path, pairs: Sequence[RationalePair], manifest: Manifest, overwrite: bool) -> None:

@@ -62,13 +62,3 @@ def log_mixture(scores: Sequence[Sequence[float]], temperature: float) -> list[f
         out.append(top + math.log(sum(math.exp(x - top) for x in column) / len(column)))
     return out
 
-
-def standardised_sum(*rows: Sequence[float]) -> list[float]:
-    """The sum of the rows, each standardised (mean 0, standard deviation 1; a constant row counts 0)."""
-    out = [0.0] * len(rows[0])
-    for row in rows:
-        mean = sum(row) / len(row)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in row) / len(row))
-        for i, x in enumerate(row):
-            out[i] += (x - mean) / sd if sd > 0 else 0.0
-    return out

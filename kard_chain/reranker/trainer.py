@@ -25,7 +25,8 @@ from kard_chain.jsonl_store import read_records
 from kard_chain.metrics import hits
 from kard_chain.reranker.candidates import CandidateSet
 from kard_chain.reranker.config import RerankerTrainingConfig
-from kard_chain.reranker.targets import log_mixture, standardised_sum, target_queries
+from kard_chain.reranker.targets import log_mixture, target_queries
+from kard_chain.retrievers.reranking import fuse
 from kard_chain.training.checkpoints import prepare_run, write_metrics
 from kard_chain.training.loop import linear_schedule, make_accelerator, resume_state, run_loop, total_steps
 
@@ -97,7 +98,7 @@ class _RerankerTask:
         if ids is not None:
             queries = target_queries(c.question, c.rationale, kind)
             rows = [self.index.score(q, ids) for q in queries]
-            return [standardised_sum(r, d) for r, d in zip(rows, self.cosines(queries, ids))] if dense else rows
+            return [fuse(r, d, 1.0) for r, d in zip(rows, self.cosines(queries, ids))] if dense else rows
         if c.id not in self._target_scores:
             plain = kind == "rationale" and not dense
             self._target_scores[c.id] = [c.rationale_scores] if plain else self.target_scores(c, c.passage_ids)
@@ -124,30 +125,35 @@ class _RerankerTask:
         log_p = log_mixture(self.target_scores(c), self.config.target_temperature)
         return max(range(len(log_p)), key=log_p.__getitem__)
 
+    def _chosen(self, batch: list[CandidateSet], rng: random.Random) -> list[list[int]]:
+        """Each set's sampled candidate positions (the only use of ``rng``, so a resume replays it alone)."""
+        n, share = self.config.candidates_per_set, self.config.rationale_share
+        return [sample_candidates(c, self.best(c), n, share, rng) for c in batch]
+
+    def _targets(self, rows: list[list[float]]) -> list[float]:
+        """``target_temperature`` times the log of the rows' mixture, so that the KL loss's ``softmax(targets /
+        target_temperature)`` is the mixture itself (with one query, ``softmax(BM25(rationale) / tau)`` as KARD's),
+        and the CE loss's top candidate is the mixture's."""
+        tau = self.config.target_temperature
+        return [tau * x for x in log_mixture(rows, tau)]
+
     def _sample(self, batch: list[CandidateSet], rng: random.Random) -> list[tuple[list[str], list[float]]]:
-        """Each set's sampled passages and their targets: ``target_temperature`` times the log of the mixture over
-        them, so that the KL loss's ``softmax(targets / target_temperature)`` is the mixture itself (with one
-        query, ``softmax(BM25(rationale) / tau)`` as KARD's), and the CE loss's top candidate is the mixture's."""
-        tau, out = self.config.target_temperature, []
-        for c in batch:
-            chosen = sample_candidates(c, self.best(c), self.config.candidates_per_set, self.config.rationale_share, rng)
-            rows = [[row[i] for i in chosen] for row in self.target_scores(c)]
-            out.append(([c.passage_ids[i] for i in chosen], [tau * x for x in log_mixture(rows, tau)]))
-        return out
+        """Each set's sampled passages and their targets over them."""
+        return [([c.passage_ids[i] for i in chosen], self._targets([[row[i] for i in chosen] for row in self.target_scores(c)]))
+                for c, chosen in zip(batch, self._chosen(batch, rng))]
 
     def replay(self, batch: list[CandidateSet], rng: random.Random) -> None:
-        self._sample(batch, rng)
+        self._chosen(batch, rng)
 
     def loss(self, batch: list[CandidateSet], rng: random.Random):
         import torch
 
-        sampled = self._sample(batch, rng)
         if self.config.in_batch_negatives:
-            ids = list(dict.fromkeys(p for s, _ in sampled for p in s))
-            tau = self.config.target_temperature
-            sampled = [(ids, [tau * x for x in log_mixture(self.target_scores(c, ids), tau)]) for c in batch]
+            ids = list(dict.fromkeys(c.passage_ids[i] for c, chosen in zip(batch, self._chosen(batch, rng)) for i in chosen))
+            sampled = [(ids, self._targets(self.target_scores(c, ids))) for c in batch]
             scores, mask = self.model([c.question for c in batch], shared=[self.passage_text(p) for p in ids])
         else:
+            sampled = self._sample(batch, rng)
             scores, mask = self.model([c.question for c in batch], [[self.passage_text(p) for p in ids] for ids, _ in sampled])
         targets = torch.zeros_like(scores)
         for i, (_, t) in enumerate(sampled):
@@ -193,9 +199,9 @@ def _dropout_override(config: RerankerTrainingConfig) -> dict[str, float]:
                      "setting that kard knows (attention_probs_dropout_prob, attention_dropout); pass attention_dropout=None")
 
 
-def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path], head_passages=None):
+def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path], head_passages: list[str] | None = None):
     """The reranker (from the last checkpoint's weights when resuming) and AdamW with a faster head;
-    ``head_passages()`` gives the texts a ``pca`` head starts from."""
+    ``head_passages`` are the texts a ``pca`` head starts from."""
     import torch
     from safetensors.torch import load_file
 
@@ -206,7 +212,7 @@ def _model_and_optimizer(config: RerankerTrainingConfig, checkpoints: list[Path]
     torch.manual_seed(config.seed)
     model = KardReranker.from_encoder(config.encoder, rconf, **_dropout_override(config))
     if config.head_init == "pca" and not checkpoints:
-        model.init_head_from(head_passages() if head_passages else [])
+        model.init_head_from(head_passages or [])
     if config.freeze_layers:
         _freeze_lower_layers(model.encoder, config.freeze_layers)
     if config.lora_r:
@@ -241,12 +247,11 @@ def train_reranker(config: RerankerTrainingConfig, show_progress: bool = True) -
     if not train:
         raise ValueError(f"no training candidate sets in {config.candidates}")
     index = BM25Index.load(config.index)
-
-    def head_passages() -> list[str]:
+    head_passages = None
+    if config.head_init == "pca" and not checkpoints:  # 256 training passages for the projection's directions
         ids = sorted({p for c in train for p in c.passage_ids})
         rows = [index.passages.get(index.row_of[p]) for p in random.Random(config.seed).sample(ids, min(256, len(ids)))]
-        return [reranker_text(r.title, r.text) for r in rows]
-
+        head_passages = [reranker_text(r.title, r.text) for r in rows]
     model, optimizer = _model_and_optimizer(config, checkpoints, head_passages)
     total = total_steps(config, len(train), accelerator.num_processes)
     scheduler = linear_schedule(optimizer, config, total)

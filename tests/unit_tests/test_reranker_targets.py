@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from kard_chain.reranker.targets import log_mixture, rationale_sentences, standardised_sum, target_queries
+from kard_chain.reranker.targets import log_mixture, rationale_sentences, target_queries
 
 
 def test_sentences_drop_the_closing_answer_and_keep_a_rationale_without_one():
@@ -47,11 +47,3 @@ def test_one_query_gives_kards_softmax_and_far_candidates_stay_finite():
     with pytest.raises(ValueError, match="no queries"):
         log_mixture([], 1.0)
 
-
-def test_standardised_sum_weighs_each_row_alike():
-    bm25, cosine = [10.0, 20.0, 30.0], [0.9, 0.1, 0.5]
-    z = standardised_sum(bm25, cosine)
-    sd_b, sd_c = math.sqrt(200 / 3), math.sqrt(((0.9 - 0.5) ** 2 + (0.1 - 0.5) ** 2) / 3)
-    assert z == pytest.approx([-10 / sd_b + 0.4 / sd_c, 0 - 0.4 / sd_c, 10 / sd_b + 0.0])
-    assert standardised_sum([1.0, 3.0], [2.0, 2.0]) == [-1.0, 1.0]  # a constant row adds nothing
-    assert standardised_sum([5.0, 5.0, 5.0]) == [0.0, 0.0, 0.0]

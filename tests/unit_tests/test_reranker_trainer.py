@@ -262,7 +262,7 @@ def test_the_dense_target_adds_the_encoders_cosine_to_bm25_each_standardised(set
 
     from kard_chain.bm25.index import BM25Index
     from kard_chain.embeddings import TransformerEmbeddings
-    from kard_chain.reranker.targets import standardised_sum
+    from kard_chain.retrievers.reranking import fuse
     from kard_chain.reranker.trainer import _RerankerTask
 
     from transformers import AutoModel, AutoTokenizer
@@ -280,7 +280,7 @@ def test_the_dense_target_adds_the_encoders_cosine_to_bm25_each_standardised(set
     embed = TransformerEmbeddings(model=str(other), max_length=128)
     texts = [index.passages.get(index.row_of[p]).text for p in c.passage_ids]
     cosine = (np.asarray(embed.embed_documents([c.rationale])) @ np.asarray(embed.embed_documents(texts)).T)[0].tolist()
-    expected = standardised_sum(index.score(c.rationale, c.passage_ids), cosine)
+    expected = fuse(index.score(c.rationale, c.passage_ids), cosine, 1.0)  # z(BM25) + z(cosine)
     cfg = config(setup, tmp_path, target_scorer="bm25+dense", target_encoder=str(other), target_temperature=tau)
     task = _RerankerTask(None, None, index, [], None, cfg)
     assert task.target_scores(c) == [pytest.approx(expected, abs=1e-5)]
@@ -298,8 +298,8 @@ def test_a_pca_head_init_reaches_the_model_the_trainer_builds(setup, tmp_path):
     from kard_chain.reranker.trainer import _model_and_optimizer
 
     texts = [f"zorb{i} lives in the marsh near the river" for i in range(12)]
-    random_head, _ = _model_and_optimizer(config(setup, tmp_path), [], lambda: texts)
-    pca_head, _ = _model_and_optimizer(config(setup, tmp_path, head_init="pca"), [], lambda: texts)
+    random_head, _ = _model_and_optimizer(config(setup, tmp_path), [], texts)
+    pca_head, _ = _model_and_optimizer(config(setup, tmp_path, head_init="pca"), [], texts)
     expected, _ = _model_and_optimizer(config(setup, tmp_path), [])
     expected.init_head_from(texts)
     assert torch.equal(pca_head.head.weight, expected.head.weight)
