@@ -332,6 +332,7 @@ def test_a_run_folder_gives_its_kard_student_index_reranker_and_the_evaluations_
 
     def make_run(methods, serve, folders=True):
         out = tmp_path / "-".join(methods + serve)
+        out.mkdir()
         stages = {name: {"folder": str(out / "stages" / name)} for name in ["index", "reranker", *(f"student-{m}" for m in methods)]}
         for m in methods:
             final = Path(stages[f"student-{m}"]["folder"]) / "run" / "final"
@@ -359,5 +360,11 @@ def test_a_run_folder_gives_its_kard_student_index_reranker_and_the_evaluations_
     out, stages = make_run(["ft"], [])
     assert _from_run(out, None, None, {})[0] == Path(stages["student-ft"]["folder"]) / "run" / "final"
     out, _ = make_run(["ft", "kard"], ["reranker"], folders=False)  # stages planned, student not trained yet
-    with pytest.raises(KardDataError, match="no trained student yet"):
+    with pytest.raises(KardDataError) as error:
         _from_run(out, None, None, {})
+    no_student = "this run has no trained student yet: run the recipe to the end first (kard run RECIPE)"
+    assert str(error.value) == f"{out}: {no_student}"  # the run folder named, and what to do
+    out, _ = make_run([], ["bm25"])  # a recipe without students: the same error, not a KeyError or StopIteration
+    with pytest.raises(KardDataError) as error:
+        _from_run(out, None, None, {})
+    assert str(error.value) == f"{out}: {no_student}"
