@@ -155,3 +155,50 @@ def test_swap_phrases_takes_the_longer_phrase_first_and_keeps_titles_in_step():
     assert swap_phrases("Red and blue.", "", "blue") == "Red and blue." and swap_phrases("Red and blue.", "red", "") == "Red and blue."
     [passage] = _swapped([Passage(id="p", title="Red fox", text="The red fox is not blue.")], "red", "blue")
     assert (passage.title, passage.text) == ("Blue fox", "The blue fox is not red.")
+
+
+def test_value_slots_default_to_ten_questions_and_a_template_is_the_whole_question_but_its_slot():
+    names = [f"ilk{i}" for i in range(10)]
+    ten = [f"Is the {n} {c}?" for n, c in zip(names, ["red", "green"] * 5)]
+    assert set(value_slots(ten)) == set(ten) and value_slots(ten[:9]) == {}  # min_questions defaults to 10
+    # the same ten, half asked "now" and half "later": the colour's template includes the word after it, so no
+    # template of ten remains
+    timed = [q.replace("?", " now?" if i % 2 else " later?") for i, q in enumerate(ten)]
+    assert value_slots(timed) == {}
+
+
+def _seasons(name: str, asked: str, season: str, answer: str) -> tuple[Example, str, list[Passage], dict]:
+    """A question with two value slots, a colour and a season, whose rationale states only the season."""
+    colours, seasons = ["red", "green", "blue"], ["winter", "summer", "spring"]
+    questions = [f"Is the n{i} {c} in {s}?" for i, (c, s) in enumerate((c, s) for c in colours for s in seasons)]
+    slots = value_slots([*questions, f"Is the {name} red in {asked}?"], min_count=3, min_questions=3)
+    ex = Example(id=name, question=f"Is the {name} red in {asked}?", answer=answer)
+    passages = [Passage(id=name, title=name.title(), text=f"The {name} sheds in {season}.")]
+    return ex, f"The {name} sheds in {season}.", passages, slots
+
+
+@pytest.mark.parametrize(("asked", "season", "answer"), [("winter", "winter", "yes"), ("winter", "summer", "no")])
+def test_a_slot_the_rationale_does_not_state_is_passed_over_for_the_next(asked, season, answer):
+    ex, rationale, passages, slots = _seasons("velomar", asked, season, answer)
+    assert list(slots[ex.question]) == ["red", asked]  # the colour comes first, and no passage states one
+    flipped = yes_no_counterfactuals(ex, rationale, passages, 1, "k", slots)[0]
+    assert flipped.answer != answer and season not in flipped.rationale and "red" in flipped.question
+
+
+@pytest.mark.parametrize("fillers", [2, 3])
+def test_a_slot_of_two_fillers_gives_the_flipped_copy_and_of_three_both(fillers):
+    colours = COLOURS[:fillers]
+    slots = value_slots([f"Is the n{i} {c}?" for i, c in enumerate(colours * 3)] + ["Is the velomar blue?"], min_count=2, min_questions=2)
+    assert slots["Is the velomar blue?"] == {"blue": frozenset(colours)}
+    ex, rationale, passages = _yes_no("velomar", "blue", "blue")
+    copies = yes_no_counterfactuals(ex, rationale, passages, copies=2, key="k", slots=slots)
+    assert [c.answer for c in copies] == (["no"] if fillers == 2 else ["no", "yes"])  # a yes has no third value to rename to
+    assert all(c.rationale != rationale.split(" So")[0] for c in copies)
+
+
+def test_a_multiple_choice_example_gets_no_yes_no_copy_even_when_its_letters_are_yes_and_no():
+    slots = value_slots([f"Is the n{i} {c}?" for i, c in enumerate(COLOURS * 2)] + ["Is the velomar blue?"], min_count=2, min_questions=2)
+    ex, rationale, passages = _yes_no("velomar", "blue", "blue")
+    assert yes_no_counterfactuals(ex, rationale, passages, 2, "k", slots)  # as a yes/no question it has copies
+    lettered = ex.model_copy(update={"options": {"yes": "blue", "no": "green"}})
+    assert yes_no_counterfactuals(lettered, rationale, passages, 2, "k", slots) == []  # options: counterfactuals()'s case
