@@ -58,8 +58,8 @@ def recipe_overrides(args) -> list[str]:
     """The strategyqa recipe without students, its reranker as the flags say."""
     out = [f"dataset.data_dir={json.dumps(str(args.data_dir / 'strategyqa'))}", f"out={json.dumps(str(args.work_dir))}",
            "students.methods=[]", f"dataset.test_fraction={args.eval_fraction}", f"reranker.candidates={args.k}"]
-    if args.reranker:
-        out.append("reranker.enabled=false")
+    if args.reranker:  # trained elsewhere: the recipe trains none, so serves none
+        out += ["reranker.enabled=false", 'evaluation.serve=["bm25"]']
     for name in RECIPE:
         value = getattr(args, name)
         if value is None:
