@@ -41,9 +41,10 @@ def test_log_mixture_is_the_log_of_the_mean_softmax(seed):
 def test_one_query_gives_kards_softmax_and_far_candidates_stay_finite():
     scores = [[2.0, 5.0, 1.0]]
     assert [math.exp(x) for x in log_mixture(scores, 2.0)] == pytest.approx(softmax(scores[0], 2.0))
-    far = log_mixture([[0.0, 5000.0], [3000.0, 0.0]], 1.0)  # exp underflows: the logs must not
-    assert all(math.isfinite(x) for x in far)
-    assert far[0] == pytest.approx(math.log(0.5)) and far[1] == pytest.approx(math.log(0.5))
-    with pytest.raises(ValueError, match="no queries"):
+    for tau in (1.0, 0.5, 3.0):  # exp underflows (and overflows, unless shifted by the scaled maximum): the logs must not
+        far = log_mixture([[0.0, 5000.0], [3000.0, 0.0]], tau)
+        assert all(math.isfinite(x) for x in far)
+        assert far[0] == pytest.approx(math.log(0.5)) and far[1] == pytest.approx(math.log(0.5))
+    with pytest.raises(ValueError, match="^log_mixture: no queries or no candidates$"):
         log_mixture([], 1.0)
 
