@@ -99,6 +99,14 @@ def test_a_saved_index_keeps_its_block_maxima_and_prunes_as_exhaustive_in_thread
     np.testing.assert_array_equal(scores, ref[1])
     n_short = int((np.diff(built.encode_queries(queries)[0]) <= 3).sum())
     assert 0 < n_short < len(queries) and sum(served) == n_short
+    for max_terms, expected in ((1000, len(queries)), (-1, 0)):  # every query pruned, or none (not even empty ones)
+        monkeypatch.setattr(bm25_index, "PRUNE_MAX_TERMS", max_terms)
+        served.clear()
+        for threads in (1, 2):
+            rows, scores = built.top_k(queries, 20, threads=threads)
+            np.testing.assert_array_equal(rows, ref[0])
+            np.testing.assert_array_equal(scores, ref[1])
+        assert sum(served) == 2 * expected
     # an index folder saved before block maxima existed builds them on first use
     for name in pruning.BlockMax.ARRAYS:
         (tmp_path / "idx" / f"blocks_{name}.npy").unlink()
