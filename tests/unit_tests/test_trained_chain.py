@@ -174,6 +174,7 @@ def test_the_reranker_the_bridge_and_the_default_weight_are_wired_into_the_serve
     """What load_kard_chain builds, not only what it returns: the reranker stays round 1 under a bridge round, the
     default first-stage weight (0.2) and the candidates reach the reranking retriever."""
     from kard_chain import load_kard_chain
+    from kard_chain.reranker.vectors import PassageVectors
     from kard_chain.retrievers.reranking import RerankingRetriever
     from kard_chain.trained_chain import FIRST_STAGE_WEIGHT
     from tests.unit_tests.tiny_models import tiny_reranker
@@ -190,6 +191,20 @@ def test_the_reranker_the_bridge_and_the_default_weight_are_wired_into_the_serve
     assert bridged.index is bridged.first.base_retriever  # the bridge queries the index the first stage opened
     weighted = retriever(load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, first_stage_weight=0.0, n=1))
     assert isinstance(weighted, RerankingRetriever) and weighted.first_stage_weight == 0.0 and weighted.k == 2
+    assert weighted.compressor.top_n == 2 and weighted.compressor.vectors is None
+    # the student's k reaches every retriever it reads through, not only the chain's calls (training pairs use them too)
+    plain = retriever(load_kard_chain(tmp / "kard", tmp / "index", n=1))
+    assert isinstance(plain, BM25Retriever) and plain.k == 2
+    bm25_bridged = retriever(load_kard_chain(tmp / "kard", tmp / "index", bridge=True, n=1))
+    assert isinstance(bm25_bridged, BridgeRetriever) and bm25_bridged.k == 2 and bm25_bridged.first.k == 2
+    # stored passage vectors, as a folder or loaded, reach the reranker's scoring
+    index = BM25Retriever.load(tmp / "index").index
+    folder = tmp / f"vectors-{reranker.fingerprint()}"
+    if not folder.exists():
+        PassageVectors.build(reranker, [index.passages.get(r) for r in range(index.n_docs)], folder, show_progress=False)
+    for vectors in (folder, PassageVectors.load(folder)):
+        stored = retriever(load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, vectors=vectors, n=1))
+        assert isinstance(stored.compressor.vectors, PassageVectors) and len(stored.compressor.vectors.ids) == index.n_docs
 
 
 def test_train_student_reads_through_the_students_own_retriever_and_weighs_its_answer(student_folders, monkeypatch):
