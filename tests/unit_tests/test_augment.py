@@ -202,3 +202,12 @@ def test_a_multiple_choice_example_gets_no_yes_no_copy_even_when_its_letters_are
     assert yes_no_counterfactuals(ex, rationale, passages, 2, "k", slots)  # as a yes/no question it has copies
     lettered = ex.model_copy(update={"options": {"yes": "blue", "no": "green"}})
     assert yes_no_counterfactuals(lettered, rationale, passages, 2, "k", slots) == []  # options: counterfactuals()'s case
+
+
+def test_a_copy_never_swaps_in_an_option_that_repeats_the_gold_text():
+    ex = Example(id="q", question="What does the panda eat?", options={"A": "Bamboo", "B": "bamboo", "C": "fish", "D": "seeds"},
+                 answer="A")
+    passages = [Passage(id="p", title="Panda", text="The panda eats bamboo.")]
+    for key in (f"q#{i}" for i in range(12)):
+        copies = counterfactuals(ex, "The panda eats bamboo.", passages, copies=3, key=key)
+        assert sorted(c.answer for c in copies) == ["C", "D"]  # B says what A says: swapping it in would change nothing

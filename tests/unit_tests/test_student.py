@@ -286,3 +286,27 @@ def test_answer_weight_weighs_the_tokens_from_the_final_answer_on_and_is_plain_c
     weighted = weighted_token_loss(out.logits, labels, weights, seq2seq)
     assert torch.allclose(weighted, expected, atol=1e-5) and not torch.allclose(weighted, out.loss, atol=1e-4)
     assert "weights" not in Collator(tok, seq2seq, 64, 32)(pairs)  # weight 1: the model's own loss, as before
+
+
+@pytest.mark.parametrize("seq2seq", [True, False])
+def test_the_collator_truncates_sources_and_targets_to_the_configured_lengths(setup, seq2seq):
+    """max_source_tokens and max_target_tokens bound what the student reads and learns to write: a decoder's prompt
+    keeps its special tokens, and the labels cover the kept target only."""
+    from transformers import AutoTokenizer
+
+    from kard_chain.student.pairs import StudentPair
+    from kard_chain.student.trainer import Collator
+
+    tmp, _ = setup
+    tok = AutoTokenizer.from_pretrained(tmp / "init")
+    long = " ".join(["red blue green yellow"] * 20)
+    pair = StudentPair(id="a", example_id="a", source="question: " + long, target=long + " . So the answer is red.")
+    batch = Collator(tok, seq2seq, 6, 5)(pairs := [pair])
+    full = tok(pairs[0].source)["input_ids"]
+    if seq2seq:
+        assert batch["input_ids"].shape[1] == 6 and batch["labels"].shape[1] == 5
+        assert batch["input_ids"][0].tolist() == tok(pair.source, max_length=6, truncation=True)["input_ids"]
+    else:
+        assert batch["input_ids"].shape[1] == 6 + 5 + 1 and int((batch["labels"] != -100).sum()) == 5 + 1  # and the eos
+        assert batch["input_ids"][0, :6].tolist() == tok(pair.source, max_length=6, truncation=True)["input_ids"]
+    assert len(full) > 6 and set(batch["attention_mask"].unique().tolist()) <= {0, 1}  # the source really was cut

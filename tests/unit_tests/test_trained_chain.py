@@ -252,6 +252,25 @@ def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folde
         load_kard_chain(tmp / "kard")
     with pytest.raises(TypeError, match="unknown override"):
         load_kard_chain(tmp / "kard", tmp / "index", beams=4)
+    assert load_kard_chain(tmp / "bare", method="rd", n=1, max_new_tokens=2).invoke(test[0])["passages"] == []  # no k needed
+    with pytest.raises(KardDataError) as error:
+        load_kard_chain(tmp / "kard", tmp / "index", method="rd")
+    assert str(error.value) == (f"{tmp / 'kard'}: this student was trained as 'kard' (kard_student.json): method 'rd' is "
+                                "only for folders without saved settings")
+    with pytest.raises(ValueError) as error:  # a weight for a reranker that is not there
+        load_kard_chain(tmp / "kard", tmp / "index", first_stage_weight=0.5)
+    assert str(error.value) == "first_stage_weight weighs BM25 beside a reranker: give a reranker too, or leave it out"
+
+
+def test_the_sampling_overrides_reach_the_student_llm_and_the_chains_settings_do_not(student_folders):
+    from kard_chain.trained_chain import load_student_llm
+
+    tmp, _ = student_folders
+    llm = load_student_llm(tmp / "kard", max_new_tokens=3, temperature=0.7, top_k=5, n=4, k=1, candidates=9, bridge=True)
+    assert (llm.max_new_tokens, llm.temperature, llm.top_k, llm.n) == (3, 0.7, 5, 4)
+    assert "candidates" not in llm.model_dump() and "bridge" not in llm.model_dump()
+    default = load_student_llm(tmp / "kard", temperature=None)  # None keeps the LLM's own default
+    assert default.temperature == type(default).model_fields["temperature"].default
 
 
 
