@@ -265,12 +265,16 @@ def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folde
 def test_the_sampling_overrides_reach_the_student_llm_and_the_chains_settings_do_not(student_folders):
     from kard_chain.trained_chain import load_student_llm
 
-    tmp, _ = student_folders
+    tmp, test = student_folders
     llm = load_student_llm(tmp / "kard", max_new_tokens=3, temperature=0.7, top_k=5, n=4, k=1, candidates=9, bridge=True)
     assert (llm.max_new_tokens, llm.temperature, llm.top_k, llm.n) == (3, 0.7, 5, 4)
     assert "candidates" not in llm.model_dump() and "bridge" not in llm.model_dump()
     default = load_student_llm(tmp / "kard", temperature=None)  # None keeps the LLM's own default
     assert default.temperature == type(default).model_fields["temperature"].default
+    from kard_chain import load_kard_chain
+
+    chain = load_kard_chain(llm, tmp / "index")  # a loaded student: served as it is, its folder read for the settings
+    assert chain.steps[-1].llm is llm and chain.invoke(test[0])["passages"]
 
 
 
