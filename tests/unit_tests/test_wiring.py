@@ -51,10 +51,11 @@ def world(tmp_path_factory):
     return tmp, w, tok
 
 
-def values(world, field: str | None) -> dict:
+def values(world, field: str | None, change: bool = True) -> dict:
+    """The settings with ``field``'s preconditions, and ``field`` changed unless ``change`` is false."""
     tmp, *_ = world
     v = {**BASE, **BASE_FOR.get(field, {})}
-    if field is not None:
+    if field is not None and change:
         v[field] = CHANGED[field]
     if v["prompt"] == "terse":
         v["prompts_dir"] = tmp / "terse-prompts"
@@ -63,11 +64,11 @@ def values(world, field: str | None) -> dict:
     return v
 
 
-def trained_on(world, field: str | None):
+def trained_on(world, field: str | None, change: bool = True):
     """What training builds with ``field`` changed: its pairs and the first batch's tensors (ids, labels, weights)."""
     tmp, _, tok = world
     config = StudentTrainingConfig(model=str(tmp / "t5"), dataset="jsonl", data_dir=tmp / "train.jsonl", reference=True,
-                                   index=tmp / "index", output_dir=tmp / "out", **values(world, field))
+                                   index=tmp / "index", output_dir=tmp / "out", **values(world, field, change))
     pairs = build_pairs(config, tok, show_progress=False)
     batch = Collator.for_config(config, tok, is_seq2seq=True)(pairs[:8])
     return [(p.id, p.source, p.target, p.passage_ids) for p in pairs], {k: v.tolist() for k, v in batch.items()}
@@ -108,7 +109,7 @@ def test_every_setting_has_a_wiring_check():
 
 @pytest.mark.parametrize("field", sorted(CHANGED))
 def test_a_recorded_setting_changes_what_training_builds(world, field):
-    pairs, batch = trained_on(world, None)
+    pairs, batch = trained_on(world, field, change=False)  # the same preconditions: only the field differs
     changed_pairs, changed_batch = trained_on(world, field)
     assert (pairs, batch) != (changed_pairs, changed_batch), f"{field} is recorded but training ignores it"
     if field == "answer_weight":
