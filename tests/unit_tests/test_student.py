@@ -301,8 +301,8 @@ def test_the_collator_truncates_sources_and_targets_to_the_configured_lengths(se
     tok = AutoTokenizer.from_pretrained(tmp / "init")
     long = " ".join(["red blue green yellow"] * 20)
     pair = StudentPair(id="a", example_id="a", source="question: " + long, target=long + " . So the answer is red.")
-    batch = Collator(tok, seq2seq, 6, 5)(pairs := [pair])
-    full = tok(pairs[0].source)["input_ids"]
+    batch = Collator(tok, seq2seq, 6, 5)([pair])
+    full = tok(pair.source)["input_ids"]
     if seq2seq:
         assert batch["input_ids"].shape[1] == 6 and batch["labels"].shape[1] == 5
         assert batch["input_ids"][0].tolist() == tok(pair.source, max_length=6, truncation=True)["input_ids"]
