@@ -185,9 +185,10 @@ OUTSIDE: dict[str, str] = {
        "test_a_saved_index_keeps_its_block_maxima_and_prunes_as_exhaustive_in_threads" for i in (66, 75, 79, 82, 92, 105)},
     "kard_chain.bm25.index.xǁBM25Indexǁtop_k__mutmut_109": "tests/unit_tests/test_bm25_pruning.py::test_pruned_top_k_equals_exhaustive_top_k",
 }
-"""Survivors that a test outside ``pytest_add_cli_args_test_selection`` catches (a whole recipe run: too slow to run per
-mutant), each checked by applying the mutant and running that test: counted as caught."""
-"""Survivors that behave as the original code, and why. mutmut numbers mutants within a function, so an edit to a
+"""Survivors that a test outside ``pytest_add_cli_args_test_selection`` catches (a whole recipe run or a served student:
+too slow to run per mutant; or a file the run's selection lacked), each checked by applying the mutant and running that
+test: counted as caught."""
+"""``EQUIVALENT``: survivors that behave as the original code, and why. mutmut numbers mutants within a function, so an edit to a
 function renumbers its mutants: rerun, read each survivor (``mutmut show NAME``) and update this table."""
 
 
