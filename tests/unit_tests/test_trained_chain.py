@@ -199,9 +199,8 @@ def test_the_reranker_the_bridge_and_the_default_weight_are_wired_into_the_serve
     assert isinstance(bm25_bridged, BridgeRetriever) and bm25_bridged.k == 2 and bm25_bridged.first.k == 2
     # stored passage vectors, as a folder or loaded, reach the reranker's scoring
     index = BM25Retriever.load(tmp / "index").index
-    folder = tmp / f"vectors-{reranker.fingerprint()}"
-    if not folder.exists():
-        PassageVectors.build(reranker, [index.passages.get(r) for r in range(index.n_docs)], folder, show_progress=False)
+    folder = tmp / "vectors"
+    PassageVectors.build(reranker, [index.passages.get(r) for r in range(index.n_docs)], folder, show_progress=False)
     for vectors in (folder, PassageVectors.load(folder)):
         stored = retriever(load_kard_chain(tmp / "kard", tmp / "index", reranker=reranker, vectors=vectors, n=1))
         assert isinstance(stored.compressor.vectors, PassageVectors) and len(stored.compressor.vectors.ids) == index.n_docs
@@ -263,6 +262,7 @@ def test_load_kard_chain_says_what_a_folder_without_settings_lacks(student_folde
 
 
 def test_the_sampling_overrides_reach_the_student_llm_and_the_chains_settings_do_not(student_folders):
+    from kard_chain import load_kard_chain
     from kard_chain.trained_chain import load_student_llm
 
     tmp, test = student_folders
@@ -271,8 +271,6 @@ def test_the_sampling_overrides_reach_the_student_llm_and_the_chains_settings_do
     assert "candidates" not in llm.model_dump() and "bridge" not in llm.model_dump()
     default = load_student_llm(tmp / "kard", temperature=None)  # None keeps the LLM's own default
     assert default.temperature == type(default).model_fields["temperature"].default
-    from kard_chain import load_kard_chain
-
     chain = load_kard_chain(llm, tmp / "index")  # a loaded student: served as it is, its folder read for the settings
     assert chain.steps[-1].llm is llm and chain.invoke(test[0])["passages"]
 
